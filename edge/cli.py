@@ -1,0 +1,142 @@
+"""``edgesight``: the device command. Classify images with a bundle, or run the daemon from a config."""
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from edge import __version__
+from edge.bundle import load_bundle
+from edge.classifier import Classifier
+from edge.config import load_config
+from edge.console import HelpFormatter, add_logging_flags, run_main, write_json_line
+from edge.errors import EXIT_DATA, EXIT_NO_INPUT, EXIT_OK, EdgesightError
+from edge.images import image_files, is_image_file, read_image
+
+log = logging.getLogger("edgesight")
+
+
+def _classify(args: argparse.Namespace) -> int:
+    paths = _expand(args.paths)
+    classifier = Classifier(load_bundle(args.model), num_threads=args.threads, top_k=args.top_k)
+    classifier.golden_check()
+    skipped = 0
+    for path in paths:
+        image = read_image(path)
+        if image is None:
+            skipped += 1
+            log.warning("%s: not a decodable image, skipped", path)
+            continue
+        write_json_line({"path": str(path), **classifier.classify(image).to_json()}, sys.stdout)
+    if skipped:
+        log.warning("%d of %d images skipped as undecodable", skipped, len(paths))
+    return EXIT_DATA if skipped == len(paths) else EXIT_OK
+
+
+def _expand(arguments: list[str]) -> list[Path]:
+    paths: list[Path] = []
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            found = image_files(path)
+            if not found:
+                raise EdgesightError(f"{path}: the folder holds no images", EXIT_NO_INPUT)
+            paths.extend(found)
+        elif path.is_file():
+            if not is_image_file(path):
+                log.warning("%s: not an image file name; trying to decode it anyway", path)
+            paths.append(path)
+        else:
+            raise EdgesightError(f"{path}: no such file or folder", EXIT_NO_INPUT)
+    return paths
+
+
+def _run(args: argparse.Namespace) -> int:
+    from edge.service import run
+
+    config = load_config(args.config)
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        log.info("%s received, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    if config.output.jsonl == "-":
+        run(config, stop, lambda record: write_json_line(record, sys.stdout))
+        return EXIT_OK
+    with Path(config.output.jsonl).open("a") as stream:
+        run(config, stop, lambda record: write_json_line(record, stream))
+    return EXIT_OK
+
+
+def _check(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    load_bundle(config.model.path)
+    print(f"{args.config}: ok")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgesight",
+        description="Run an edgesight int8 model bundle on a Raspberry Pi (or any Linux machine).",
+        epilog="examples:\n  edgesight classify --model bundles/digits photos/\n"
+        "  edgesight run --config /etc/edgesight/edgesight.toml",
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"edgesight {__version__}")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    classify = commands.add_parser(
+        "classify",
+        help="classify image files and folders, one JSON line per image",
+        description="Classify images with a bundle; folders are walked recursively in sorted order.\n"
+        "Each line: path, label, score, topk ([label, score] pairs) and latency_ms.",
+        epilog="example:\n  edgesight classify --model bundles/digits data/digits/3 photo.jpg",
+        formatter_class=HelpFormatter,
+    )
+    classify.add_argument("--model", required=True, type=Path, help="bundle directory (from `make quantize`)")
+    classify.add_argument("paths", nargs="+", metavar="IMAGE_OR_DIR", help="image files or folders")
+    classify.add_argument("--top-k", type=int, default=3, help="how many ranked labels to report")
+    classify.add_argument("--threads", type=int, default=2, help="interpreter threads")
+    add_logging_flags(classify)
+    classify.set_defaults(handler=_classify)
+
+    run = commands.add_parser(
+        "run",
+        help="run the daemon: classify every frame of the configured source",
+        description="Read frames from the configured source, classify each and write one JSON line per frame\n"
+        "(ts, frame, label, score, topk, latency_ms). A file source ends at its end; a camera or stream\n"
+        "runs until SIGINT or SIGTERM, which end it cleanly with exit 0. Config errors exit 78.",
+        epilog="example config (paths relative to the file):\n"
+        '  [source]\n  uri = "video.mp4"   # or an image folder, a camera index, /dev/video0, rtsp://...\n'
+        '  [model]\n  path = "bundles/digits"\n  [output]\n  jsonl = "-"\n\n'
+        "example:\n  edgesight run --config edgesight.toml",
+        formatter_class=HelpFormatter,
+    )
+    run.add_argument("--config", required=True, type=Path, help="TOML config file")
+    add_logging_flags(run)
+    run.set_defaults(handler=_run)
+
+    check = commands.add_parser(
+        "check",
+        help="validate a config file and its bundle without running",
+        epilog="example:\n  edgesight check --config edgesight.toml",
+        formatter_class=HelpFormatter,
+    )
+    check.add_argument("--config", required=True, type=Path, help="TOML config file")
+    add_logging_flags(check)
+    check.set_defaults(handler=_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main("edgesight", build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

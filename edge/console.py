@@ -1,0 +1,55 @@
+"""What every edgesight command shares: logging to stderr, JSON lines to stdout, one-line errors."""
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import IO, Any
+
+from edge.errors import EXIT_OK, EXIT_SOFTWARE, EdgesightError
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keep the examples in epilogs as written and show every default."""
+
+
+def add_logging_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level", default="info", choices=("debug", "info", "warning", "error"), help="messages on stderr"
+    )
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def write_json_line(record: dict[str, Any], stream: IO[str]) -> None:
+    stream.write(json.dumps(record, separators=(",", ":")) + "\n")
+    stream.flush()
+
+
+def run_main(prog: str, parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
+    """Parse, dispatch to ``args.handler``, and turn expected failures into one line and an exit code."""
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except EdgesightError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except BrokenPipeError:
+        # The reader of our stdout went away (`| head`): not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except Exception:
+        logging.getLogger(prog).exception("unexpected error: please report it with the traceback below")
+        return EXIT_SOFTWARE

@@ -1,0 +1,47 @@
+"""From the model's raw output to labelled scores: dequantize, softmax where needed, top-k."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.bundle import TensorSpec
+
+
+@dataclass(frozen=True)
+class Classification:
+    label: str
+    score: float
+    topk: tuple[tuple[str, float], ...]
+    latency_ms: float
+
+    def to_json(self) -> dict:
+        return {
+            "label": self.label,
+            "score": round(self.score, 4),
+            "topk": [[label, round(score, 4)] for label, score in self.topk],
+            "latency_ms": round(self.latency_ms, 3),
+        }
+
+
+def dequantize(raw: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """Real values of an output tensor; float outputs pass through."""
+    if spec.dtype == "float32" or spec.scale == 0:
+        return raw.astype(np.float32)
+    return (raw.astype(np.float32) - spec.zero_point) * spec.scale
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max())
+    return shifted / shifted.sum()
+
+
+def scores(raw: np.ndarray, spec: TensorSpec, kind: str) -> np.ndarray:
+    """Per-class probabilities from a raw output row; ``kind`` is 'probabilities' or 'logits'."""
+    values = dequantize(raw.reshape(-1), spec)
+    return softmax(values) if kind == "logits" else values
+
+
+def top_k(probabilities: np.ndarray, labels: tuple[str, ...], k: int) -> tuple[tuple[str, float], ...]:
+    k = min(k, len(labels))
+    order = np.argsort(-probabilities, kind="stable")[:k]
+    return tuple((labels[i], float(probabilities[i])) for i in order)

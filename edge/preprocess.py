@@ -1,0 +1,138 @@
+"""The preprocessing contract: one implementation for training and for the device.
+
+A frame arrives as OpenCV gives it (BGR, uint8, any size). ``prepare`` fixes its geometry and colour
+(the model's size, RGB or greyscale, uint8); ``normalize`` maps it to float for float models and for
+Keras; ``quantize`` maps uint8 pixels straight to the model's integer input through a 256-entry table
+that folds normalization and quantization together, so the device never goes through float.
+"""
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+COLORS = ("rgb", "grayscale")
+RESIZE_MODES = ("squash", "center_crop", "letterbox")
+INTERPOLATIONS = {
+    "nearest": cv2.INTER_NEAREST,
+    "linear": cv2.INTER_LINEAR,
+    "area": cv2.INTER_AREA,
+    "cubic": cv2.INTER_CUBIC,
+}
+INTEGER_DTYPES = {"int8": np.int8, "uint8": np.uint8}
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """Everything that turns a captured frame into the model's input, recorded in the bundle manifest.
+
+    ``mean`` and ``std`` are in pixel units (0..255), one value for all channels or one per channel:
+    the model sees ``(pixel - mean) / std``. Our own models keep their scaling inside the graph and use
+    mean 0, std 1, so their int8 input is the raw pixel shifted by the zero point.
+    """
+
+    height: int
+    width: int
+    color: str = "rgb"
+    resize: str = "squash"
+    interpolation: str = "area"
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+    pad_value: int = 0
+
+    @property
+    def channels(self) -> int:
+        return 3 if self.color == "rgb" else 1
+
+    def problems(self) -> list[str]:
+        """Return what is wrong with this spec, each naming the field and the allowed values."""
+        found = []
+        if self.height < 1 or self.width < 1:
+            found.append(f"height and width must be positive (got {self.height}x{self.width})")
+        if self.color not in COLORS:
+            found.append(f"color must be one of {', '.join(COLORS)} (got {self.color!r})")
+        if self.resize not in RESIZE_MODES:
+            found.append(f"resize must be one of {', '.join(RESIZE_MODES)} (got {self.resize!r})")
+        if self.interpolation not in INTERPOLATIONS:
+            found.append(f"interpolation must be one of {', '.join(INTERPOLATIONS)} (got {self.interpolation!r})")
+        for name, values in (("mean", self.mean), ("std", self.std)):
+            if len(values) not in (1, self.channels):
+                found.append(f"{name} needs 1 or {self.channels} values (got {len(values)})")
+        if any(s == 0 for s in self.std):
+            found.append("std must not be 0")
+        if not 0 <= self.pad_value <= 255:
+            found.append(f"pad_value must be within 0..255 (got {self.pad_value})")
+        return found
+
+
+def _to_bgr(image: np.ndarray) -> np.ndarray:
+    """Accept what decoders hand out: greyscale, BGR or BGRA, 8 or 16 bit."""
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 or uint16 image, got {image.dtype}")
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if image.shape[2] == 1:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    return image
+
+
+def _resize(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    interpolation = INTERPOLATIONS[spec.interpolation]
+    height, width = image.shape[:2]
+    if spec.resize == "center_crop":
+        scale = min(width / spec.width, height / spec.height)
+        crop_w, crop_h = round(spec.width * scale), round(spec.height * scale)
+        x, y = (width - crop_w) // 2, (height - crop_h) // 2
+        image = image[y : y + crop_h, x : x + crop_w]
+    elif spec.resize == "letterbox":
+        scale = min(spec.width / width, spec.height / height)
+        inner_w, inner_h = max(1, round(width * scale)), max(1, round(height * scale))
+        inner = cv2.resize(image, (inner_w, inner_h), interpolation=interpolation)
+        canvas = np.full((spec.height, spec.width, 3), spec.pad_value, dtype=np.uint8)
+        x, y = (spec.width - inner_w) // 2, (spec.height - inner_h) // 2
+        canvas[y : y + inner_h, x : x + inner_w] = inner
+        return canvas
+    if image.shape[:2] == (spec.height, spec.width):
+        return image
+    return cv2.resize(image, (spec.width, spec.height), interpolation=interpolation)
+
+
+def prepare(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Return the frame at the model's size and colour: uint8, shape (height, width, channels)."""
+    resized = _resize(_to_bgr(image), spec)
+    if spec.color == "grayscale":
+        return cv2.cvtColor(resized, cv2.COLOR_BGR2GRAY)[..., np.newaxis]
+    return cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)
+
+
+def normalize(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Map prepared uint8 pixels to the float values the model was trained on."""
+    mean = np.asarray(spec.mean, dtype=np.float32)
+    std = np.asarray(spec.std, dtype=np.float32)
+    return (pixels.astype(np.float32) - mean) / std
+
+
+def quantize_table(spec: PreprocessSpec, scale: float, zero_point: int, dtype: str) -> np.ndarray:
+    """Return a (channels, 256) table: pixel value -> the model's integer input, per channel.
+
+    Normalization and quantization are folded once here, in float64, exactly as the converter's
+    ``round(x / scale) + zero_point`` with saturation; per frame only a table lookup remains.
+    """
+    info = np.iinfo(INTEGER_DTYPES[dtype])
+    pixels = np.arange(256, dtype=np.float64)
+    mean = np.broadcast_to(np.asarray(spec.mean, dtype=np.float64), (spec.channels,))
+    std = np.broadcast_to(np.asarray(spec.std, dtype=np.float64), (spec.channels,))
+    real = (pixels[np.newaxis, :] - mean[:, np.newaxis]) / std[:, np.newaxis]
+    quantized = np.round(real / scale) + zero_point
+    return np.clip(quantized, info.min, info.max).astype(INTEGER_DTYPES[dtype])
+
+
+def quantize(pixels: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Map prepared uint8 pixels (h, w, c) through ``quantize_table``'s table."""
+    if table.shape[0] == 1:
+        return table[0][pixels]
+    return table[np.arange(table.shape[0]), pixels]
