@@ -19,8 +19,8 @@ log = logging.getLogger("edgesight")
 
 
 def _classify(args: argparse.Namespace) -> int:
-    paths = _expand(args.paths)
     classifier = Classifier(load_bundle(args.model), num_threads=args.threads, top_k=args.top_k)
+    paths = _expand(args.paths)
     classifier.golden_check()
     skipped = 0
     for path in paths:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from edge.errors import EXIT_CONFIG, EXIT_NO_INPUT, EdgesightError
+from edge.errors import EXIT_CONFIG, EdgesightError
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ def load_config(path: Path) -> Config:
     try:
         text = path.read_text()
     except FileNotFoundError as e:
-        raise EdgesightError(f"{path}: no such config file", EXIT_NO_INPUT) from e
+        raise EdgesightError(f"{path}: no such config file", EXIT_CONFIG) from e
     except (OSError, UnicodeDecodeError) as e:
         raise EdgesightError(f"{path}: unreadable config ({e})", EXIT_CONFIG) from e
     try:

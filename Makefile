@@ -1,0 +1,77 @@
+# edgesight: `make demo` and `make test` on a fresh Debian 12 / Raspberry Pi OS machine.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+EXTRAS ?= edge,train,test
+DATA ?= data/digits
+RUN ?= runs/digits
+BUNDLE ?= bundles/digits
+DEMO ?= demo
+# Training flags; the digits are small greyscale images.
+FIT_FLAGS ?= $(if $(filter data/digits,$(DATA)),--size 32 --color grayscale,)
+PYTEST_FLAGS ?=
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+comma := ,
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help install demo train quantize test lint format clean distclean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@echo "  variables: DATA=$(DATA) RUN=$(RUN) BUNDLE=$(BUNDLE) VENV=$(VENV) FIT_FLAGS='$(FIT_FLAGS)'"
+
+install: $(STAMP) ## create the virtualenv and install edgesight (again only when setup.cfg changes)
+
+$(STAMP): setup.cfg pyproject.toml
+	@if ! $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null; then \
+	  echo "installing python3-venv (Debian's Python ships without venv)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv; fi
+	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+# The digits sample dataset is written by make; any other DATA is the user's own folder.
+DATA_DEP := $(if $(filter data/digits,$(DATA)),$(DATA)/.written,)
+
+data/digits/.written: | $(STAMP)
+	$(BIN)/edgesight-train digits data/digits
+	touch $@
+
+$(RUN)/model.keras: $(STAMP) $(DATA_DEP)
+	$(BIN)/edgesight-train fit $(DATA) --out $(RUN) $(FIT_FLAGS)
+
+$(BUNDLE)/manifest.json: $(RUN)/model.keras
+	$(BIN)/edgesight-train quantize $(RUN) --out $(BUNDLE)
+
+train: $(RUN)/model.keras ## train DATA into RUN (the digits sample dataset by default)
+
+quantize: $(BUNDLE)/manifest.json ## convert RUN to the int8 bundle BUNDLE, float vs int8 accuracy printed
+
+demo: $(BUNDLE)/manifest.json ## train and quantize the digits, run the daemon over a video of held-out digits
+	$(BIN)/python -m train.demo video $(RUN) --bundle $(BUNDLE) --out $(DEMO)
+	$(BIN)/edgesight run --config $(DEMO)/edgesight.toml | tee $(DEMO)/results.jsonl
+	$(BIN)/python -m train.demo score $(DEMO)/results.jsonl --truth $(DEMO)/truth.txt --min-accuracy 0.95
+
+test: $(STAMP) ## run the test suite (installs what it needs)
+	$(BIN)/python -m pytest $(PYTEST_FLAGS)
+
+lint: $(STAMP) ## ruff: lint and formatting
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP) ## ruff: fix what can be fixed
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean: ## remove what make built (data, runs, bundles, demo), keep the virtualenv
+	rm -rf data runs bundles $(DEMO) .pytest_cache .ruff_cache build *.egg-info
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+
+distclean: clean ## also remove the virtualenv
+	rm -rf $(VENV)

@@ -1,0 +1,129 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from edge.bundle import (
+    SCHEMA_VERSION,
+    GoldenSample,
+    Manifest,
+    TensorSpec,
+    load_bundle,
+    manifest_to_dict,
+    read_manifest,
+    write_bundle,
+)
+from edge.errors import EXIT_DATA, EXIT_NO_INPUT, EdgesightError
+from edge.preprocess import PreprocessSpec
+
+MODEL = b"not really a flatbuffer, but the bundle module only hashes it"
+
+
+def manifest(**kw) -> Manifest:
+    import hashlib
+
+    fields = {
+        "name": "things",
+        "version": "20260101-000000",
+        "created": "2026-01-01T00:00:00+00:00",
+        "labels": ("cat", "dog"),
+        "preprocess": PreprocessSpec(height=96, width=96, resize="center_crop", mean=(127.5,), std=(127.5,)),
+        "input": TensorSpec("int8", (1, 96, 96, 3), 0.0078125, 0),
+        "output": TensorSpec("int8", (1, 2), 0.00390625, -128),
+        "scores": "probabilities",
+        "model_sha256": hashlib.sha256(MODEL).hexdigest(),
+        "golden": (GoldenSample("golden/00_cat.png", "cat", (100.0, -100.0)),),
+        "metrics": {"float": {"accuracy": 0.9}, "int8": {"accuracy": 0.89}},
+    }
+    return Manifest(**{**fields, **kw})
+
+
+def written(tmp_path: Path, **kw) -> Path:
+    write_bundle(tmp_path / "bundle", MODEL, manifest(**kw), {"00_cat.png": b"png"})
+    return tmp_path / "bundle"
+
+
+def edit_manifest(bundle: Path, change) -> None:
+    data = json.loads((bundle / "manifest.json").read_text())
+    change(data)
+    (bundle / "manifest.json").write_text(json.dumps(data))
+
+
+def test_manifest_round_trips_through_the_bundle(tmp_path):
+    bundle = load_bundle(written(tmp_path))
+    assert bundle.manifest == manifest()
+    assert (bundle.path / "labels.txt").read_text() == "cat\ndog\n"
+    assert json.loads((bundle.path / "manifest.json").read_text())["schema_version"] == SCHEMA_VERSION
+
+
+def test_rewriting_a_bundle_replaces_it_whole(tmp_path):
+    written(tmp_path)
+    bundle = written(tmp_path, labels=("a", "b"))
+    assert read_manifest(bundle).labels == ("a", "b")
+    assert [p.name for p in tmp_path.iterdir()] == ["bundle"]  # no staging directory left behind
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["preprocess"].pop("height"), "preprocess.height is missing"),
+        (lambda d: d["preprocess"].update(color="bgr"), "color must be one of rgb, grayscale"),
+        (lambda d: d["input"].update(dtype="float16"), "input.dtype must be one of int8, uint8, float32"),
+        (lambda d: d["input"].update(zero_point="0"), "input.zero_point must be an integer"),
+        (lambda d: d.update(labels=[]), "labels must be a non-empty list"),
+        (lambda d: d.update(scores="odds"), "scores must be one of probabilities, logits"),
+        (lambda d: d.update(schema_version=SCHEMA_VERSION + 1), "newer than this edgesight reads"),
+        (lambda d: d["golden"][0].pop("label"), "golden[0].label is missing"),
+    ],
+)
+def test_invalid_manifest_names_the_key(tmp_path, change, message):
+    bundle = written(tmp_path)
+    edit_manifest(bundle, change)
+    with pytest.raises(EdgesightError, match=r"manifest\.json") as error:
+        load_bundle(bundle)
+    assert message in str(error.value)
+    assert error.value.exit_code == EXIT_DATA
+
+
+def test_a_replaced_model_fails_the_sha256_check(tmp_path):
+    bundle = written(tmp_path)
+    (bundle / "model.tflite").write_bytes(MODEL + b"!")
+    with pytest.raises(EdgesightError, match=r"sha256 .* does not match"):
+        load_bundle(bundle)
+
+
+def test_labels_file_must_agree_with_the_manifest(tmp_path):
+    bundle = written(tmp_path)
+    (bundle / "labels.txt").write_text("dog\ncat\n")
+    with pytest.raises(EdgesightError, match="labels disagree"):
+        load_bundle(bundle)
+
+
+def test_missing_golden_image_is_refused(tmp_path):
+    bundle = written(tmp_path)
+    (bundle / "golden" / "00_cat.png").unlink()
+    with pytest.raises(EdgesightError, match="golden sample missing"):
+        load_bundle(bundle)
+
+
+def test_missing_directory_and_non_bundle(tmp_path):
+    with pytest.raises(EdgesightError) as missing:
+        load_bundle(tmp_path / "nope")
+    assert missing.value.exit_code == EXIT_NO_INPUT
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(EdgesightError, match="not a bundle"):
+        load_bundle(tmp_path / "empty")
+
+
+def test_manifest_json_is_not_an_object(tmp_path):
+    bundle = written(tmp_path)
+    (bundle / "manifest.json").write_text("[1, 2]")
+    with pytest.raises(EdgesightError, match="must be an object"):
+        load_bundle(bundle)
+    (bundle / "manifest.json").write_text("{broken")
+    with pytest.raises(EdgesightError, match="unreadable manifest"):
+        load_bundle(bundle)
+
+
+def test_manifest_dict_starts_with_the_schema_version():
+    assert next(iter(manifest_to_dict(manifest()))) == "schema_version"

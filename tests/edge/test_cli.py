@@ -1,0 +1,178 @@
+"""The device command end to end, on a model trained by the test session, in real subprocesses."""
+
+import itertools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.conftest import BIN, assert_one_line_error, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> None:
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+
+
+def digit_frame(image_path: Path, side: int = 128) -> np.ndarray:
+    image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+    return cv2.resize(image, (side, side), interpolation=cv2.INTER_NEAREST)
+
+
+def test_classify_a_class_folder_reaches_095_on_held_out_digits(digits_run, digits_bundle, tmp_path):
+    held_out = tmp_path / "held_out"
+    for example in digits_run.examples("test"):
+        target = held_out / example.relpath
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(example.path, target)
+    result = run_cli("edgesight", "classify", "--model", str(digits_bundle), str(held_out))
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == len(digits_run.examples("test"))
+    assert [line["path"] for line in lines] == sorted(line["path"] for line in lines)
+    first = lines[0]
+    assert set(first) == {"path", "label", "score", "topk", "latency_ms"}
+    assert len(first["topk"]) == 3 and first["topk"][0] == [first["label"], first["score"]]
+    assert 0 <= first["score"] <= 1 and first["latency_ms"] > 0
+    correct = sum(Path(line["path"]).parent.name == line["label"] for line in lines)
+    assert correct / len(lines) >= 0.95
+
+
+def test_classify_skips_and_counts_undecodable_files(digits_bundle, digits_dir, tmp_path):
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
+    good = sorted((digits_dir / "7").iterdir())[0]
+    result = run_cli("edgesight", "classify", "--model", str(digits_bundle), str(tmp_path / "broken.png"), str(good))
+    assert result.returncode == 0
+    assert len(result.stdout.splitlines()) == 1
+    assert "broken.png: not a decodable image, skipped" in result.stderr
+    assert "1 of 2 images skipped" in result.stderr
+
+
+def test_run_prints_one_line_per_video_frame(digits_run, digits_bundle, tmp_path):
+    examples = digits_run.examples("test")[:40]
+    write_video(tmp_path / "digits.mp4", [digit_frame(e.path) for e in examples])
+    config = tmp_path / "edgesight.toml"
+    config.write_text(f'[source]\nuri = "digits.mp4"\n[model]\npath = "{digits_bundle}"\ntop_k = 2\n')
+    result = run_cli("edgesight", "run", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["frame"] for line in lines] == list(range(len(examples)))
+    assert set(lines[0]) == {"ts", "frame", "label", "score", "topk", "latency_ms"}
+    assert len(lines[0]["topk"]) == 2
+    assert all(b["ts"] >= a["ts"] for a, b in itertools.pairwise(lines))
+    expected = [digits_run.classes[e.label] for e in examples]
+    accuracy = np.mean([line["label"] == label for line, label in zip(lines, expected, strict=True)])
+    assert accuracy >= 0.95
+
+
+def test_run_writes_jsonl_to_a_file(digits_dir, digits_bundle, tmp_path):
+    config = tmp_path / "edgesight.toml"
+    source = digits_dir / "3"
+    config.write_text(f'[source]\nuri = "{source}"\n[model]\npath = "{digits_bundle}"\n[output]\njsonl = "out.jsonl"\n')
+    result = run_cli("edgesight", "run", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    lines = (tmp_path / "out.jsonl").read_text().splitlines()
+    assert len(lines) == len(list((digits_dir / "3").iterdir()))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_endless_source_stops_cleanly_on_signal(digits_dir, digits_bundle, tmp_path, signum):
+    config = tmp_path / "edgesight.toml"
+    config.write_text(f'[source]\nuri = "{digits_dir / "5"}"\nloop = true\n[model]\npath = "{digits_bundle}"\n')
+    process = subprocess.Popen(
+        [str(BIN / "edgesight"), "run", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        first = process.stdout.readline()  # blocks until the daemon classifies its first frame
+        assert json.loads(first)["frame"] == 0
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr
+    assert f"{signal.Signals(signum).name} received, stopping" in stderr
+    assert "Traceback" not in stderr
+    assert all(json.loads(line) for line in stdout.splitlines())  # every line written is complete
+
+
+def test_missing_bundle_is_one_line_error(tmp_path):
+    result = run_cli("edgesight", "classify", "--model", str(tmp_path / "nope"), str(tmp_path))
+    assert_one_line_error(result, 66, "no such bundle directory")
+
+
+def test_corrupt_model_is_one_line_error(digits_bundle, digits_dir, tmp_path):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(digits_bundle, bundle)
+    model = bundle / "model.tflite"
+    model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
+    image = sorted((digits_dir / "1").iterdir())[0]
+    assert_one_line_error(run_cli("edgesight", "classify", "--model", str(bundle), str(image)), 65, "sha256")
+
+    # Even with a matching checksum, an unloadable flatbuffer is refused in one line.
+    import hashlib
+
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["model_sha256"] = hashlib.sha256(model.read_bytes()).hexdigest()
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    result = run_cli("edgesight", "classify", "--model", str(bundle), str(image))
+    assert_one_line_error(result, 65, "model.tflite: not a loadable TFLite model")
+
+
+def test_golden_check_refuses_a_bundle_whose_preprocessing_was_altered(digits_bundle, digits_dir, tmp_path):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(digits_bundle, bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["preprocess"]["mean"] = [60.0]  # the device would normalize differently from training
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    image = sorted((digits_dir / "1").iterdir())[0]
+    result = run_cli("edgesight", "classify", "--model", str(bundle), str(image))
+    assert_one_line_error(result, 65, "golden check failed")
+
+
+def test_unknown_config_key_exits_78(digits_bundle, tmp_path):
+    config = tmp_path / "edgesight.toml"
+    config.write_text(f'[source]\nuri = "x.mp4"\nfps = 5\n[model]\npath = "{digits_bundle}"\n')
+    assert_one_line_error(run_cli("edgesight", "run", "--config", str(config)), 78, ":3: [source] fps")
+    assert_one_line_error(run_cli("edgesight", "check", "--config", str(config)), 78, "fps is not a known key")
+
+
+def test_missing_source_is_one_line_error(digits_bundle, tmp_path):
+    config = tmp_path / "edgesight.toml"
+    config.write_text(f'[source]\nuri = "absent.mp4"\n[model]\npath = "{digits_bundle}"\n')
+    assert_one_line_error(run_cli("edgesight", "run", "--config", str(config)), 66, "absent.mp4")
+
+
+def test_every_command_has_help_with_an_example():
+    for args in ([], ["classify"], ["run"], ["check"]):
+        result = run_cli("edgesight", *args, "--help")
+        assert result.returncode == 0 and "example" in result.stdout, args
+
+
+def test_importing_the_device_cli_does_not_import_tensorflow():
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import edge.cli, edge.service"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines() if "|" in line}
+    assert "cv2" in imported  # the check sees real imports
+    assert not imported & {"tensorflow", "keras", "tf_keras"}

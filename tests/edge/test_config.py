@@ -1,0 +1,74 @@
+from pathlib import Path
+
+import pytest
+
+from edge.config import load_config
+from edge.errors import EXIT_CONFIG, EdgesightError
+
+GOOD = """\
+[source]
+uri = "clip.mp4"
+loop = true
+
+[model]
+path = "bundles/digits"
+threads = 4
+"""
+
+
+def config_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "edgesight.toml"
+    path.write_text(text)
+    return path
+
+
+def error_of(tmp_path: Path, text: str) -> EdgesightError:
+    with pytest.raises(EdgesightError) as error:
+        load_config(config_file(tmp_path, text))
+    return error.value
+
+
+def test_defaults_and_paths_relative_to_the_config_file(tmp_path):
+    config = load_config(config_file(tmp_path, GOOD))
+    assert config.source.uri == str(tmp_path / "clip.mp4") and config.source.loop is True
+    assert config.model.path == str(tmp_path / "bundles/digits") and config.model.threads == 4
+    assert config.model.top_k == 3 and config.output.jsonl == "-"
+
+
+def test_camera_index_and_urls_are_not_treated_as_paths(tmp_path):
+    config = load_config(config_file(tmp_path, GOOD.replace('"clip.mp4"', "0")))
+    assert config.source.uri == "0"
+    config = load_config(config_file(tmp_path, GOOD.replace('"clip.mp4"', '"rtsp://127.0.0.1/cam"')))
+    assert config.source.uri == "rtsp://127.0.0.1/cam"
+
+
+def test_unknown_key_names_file_line_key_and_allowed_keys(tmp_path):
+    error = error_of(tmp_path, GOOD.replace("threads = 4", "threads = 4\nthread_count = 2"))
+    assert error.exit_code == EXIT_CONFIG
+    assert str(error).startswith(f"{tmp_path / 'edgesight.toml'}:8: [model] thread_count is not a known key")
+    assert "allowed: path, threads, top_k" in str(error)
+
+
+def test_unknown_section(tmp_path):
+    error = error_of(tmp_path, GOOD + "\n[mqtt]\nhost = 'x'\n")
+    assert ":9: [mqtt] is not a known section" in str(error) and error.exit_code == EXIT_CONFIG
+
+
+def test_wrong_type_names_the_value(tmp_path):
+    error = error_of(tmp_path, GOOD.replace("threads = 4", 'threads = "four"'))
+    assert ":7: [model] threads must be an integer (got 'four')" in str(error)
+    error = error_of(tmp_path, GOOD.replace("loop = true", "loop = 1"))
+    assert "[source] loop must be true or false" in str(error)
+
+
+def test_missing_required_section_and_key(tmp_path):
+    assert "[model] section is required" in str(error_of(tmp_path, '[source]\nuri = "x"\n'))
+    assert "[model] needs the key 'path'" in str(error_of(tmp_path, '[source]\nuri = "x"\n[model]\nthreads = 1\n'))
+
+
+def test_invalid_toml_and_missing_file(tmp_path):
+    error = error_of(tmp_path, "[source\nuri=")
+    assert "not valid TOML" in str(error) and error.exit_code == EXIT_CONFIG
+    with pytest.raises(EdgesightError) as missing:
+        load_config(tmp_path / "absent.toml")
+    assert missing.value.exit_code == EXIT_CONFIG

@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+
+from edge.preprocess import PreprocessSpec, normalize, prepare, quantize, quantize_table
+
+
+def spec(**kw) -> PreprocessSpec:
+    return PreprocessSpec(**{"height": 8, "width": 8, **kw})
+
+
+def test_pure_red_bgr_frame_arrives_as_red_rgb():
+    red_bgr = np.zeros((20, 30, 3), np.uint8)
+    red_bgr[..., 2] = 255
+    pixels = prepare(red_bgr, spec(color="rgb"))
+    assert pixels.shape == (8, 8, 3) and pixels.dtype == np.uint8
+    assert (pixels[..., 0] == 255).all() and (pixels[..., 1:] == 0).all()
+
+
+def test_grayscale_output_has_one_channel_and_uses_luma_weights():
+    green = np.zeros((16, 16, 3), np.uint8)
+    green[..., 1] = 255
+    pixels = prepare(green, spec(color="grayscale"))
+    assert pixels.shape == (8, 8, 1)
+    assert abs(int(pixels[0, 0, 0]) - round(0.587 * 255)) <= 1
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.full((10, 10), 200, np.uint8),
+        np.full((10, 10, 1), 200, np.uint8),
+        np.dstack([np.full((10, 10, 3), 200, np.uint8), np.zeros((10, 10, 1), np.uint8)]),
+        np.full((10, 10, 3), 200 * 257, np.uint16),
+    ],
+    ids=["gray-2d", "gray-3d", "bgra", "16-bit"],
+)
+def test_decoder_variants_become_the_same_rgb_pixels(image):
+    pixels = prepare(image, spec())
+    assert pixels.dtype == np.uint8 and pixels.shape == (8, 8, 3)
+    assert (pixels == 200).all()
+
+
+def test_center_crop_keeps_the_middle_of_a_wide_frame():
+    frame = np.zeros((10, 30, 3), np.uint8)
+    frame[:, :10] = 255  # a white left third, cropped away
+    pixels = prepare(frame, spec(height=10, width=10, resize="center_crop"))
+    assert (pixels == 0).all()
+
+
+def test_squash_keeps_the_whole_frame():
+    frame = np.zeros((10, 30, 3), np.uint8)
+    frame[:, :15] = 255
+    pixels = prepare(frame, spec(height=10, width=10, resize="squash"))
+    assert (pixels[:, :4] == 255).all() and (pixels[:, 6:] == 0).all()
+
+
+def test_letterbox_pads_above_and_below_a_wide_frame():
+    frame = np.full((10, 20, 3), 255, np.uint8)
+    pixels = prepare(frame, spec(height=20, width=20, resize="letterbox", pad_value=7))
+    assert (pixels[:5] == 7).all() and (pixels[15:] == 7).all() and (pixels[5:15] == 255).all()
+
+
+def test_quantize_table_folds_normalization_and_quantization():
+    s = spec(color="grayscale", mean=(127.5,), std=(127.5,))
+    table = quantize_table(s, scale=1 / 128, zero_point=0, dtype="int8")
+    pixels = np.arange(256, dtype=np.uint8).reshape(16, 16, 1)
+    expected = np.clip(np.round(normalize(pixels, s).astype(np.float64) * 128), -128, 127)
+    assert np.array_equal(quantize(pixels, table).astype(np.float64), expected)
+
+
+def test_raw_pixel_models_get_pixel_minus_128():
+    table = quantize_table(spec(color="grayscale"), scale=1.0, zero_point=-128, dtype="int8")
+    pixels = np.arange(256, dtype=np.uint8).reshape(16, 16, 1)
+    assert np.array_equal(quantize(pixels, table).astype(int), pixels.astype(int) - 128)
+
+
+def test_per_channel_table_applies_each_channels_mean():
+    s = spec(mean=(0.0, 100.0, 200.0), std=(1.0,))
+    table = quantize_table(s, scale=1.0, zero_point=0, dtype="int8")
+    pixels = np.full((2, 2, 3), 100, np.uint8)
+    assert quantize(pixels, table)[0, 0].tolist() == [100, 0, -100]
+
+
+def test_uint8_table_saturates_at_255():
+    table = quantize_table(spec(), scale=0.5, zero_point=0, dtype="uint8")
+    assert table[0, 127] == 254 and table[0, 200] == 255
+
+
+def test_problems_name_the_field_and_allowed_values():
+    problems = PreprocessSpec(height=8, width=8, color="bgr", resize="stretch").problems()
+    assert any("color must be one of rgb, grayscale" in p for p in problems)
+    assert any("resize must be one of squash, center_crop, letterbox" in p for p in problems)
