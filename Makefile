@@ -5,7 +5,7 @@ SHELL := /bin/bash
 
 PYTHON ?= python3
 VENV ?= .venv
-EXTRAS ?= edge,train,test
+EXTRAS ?= edge,train,test,deploy
 DATA ?= data/digits
 RUN ?= runs/digits
 BUNDLE ?= bundles/digits
@@ -13,19 +13,24 @@ DEMO ?= demo
 # Training flags; the digits are small greyscale images.
 FIT_FLAGS ?= $(if $(filter data/digits,$(DATA)),--size 32 --color grayscale,)
 PYTEST_FLAGS ?=
+PREFIX ?= /opt/edgesight
+WHEELS ?=
+HOST ?=
+BOOT ?=
+CONFIG ?=
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 comma := ,
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install demo train quantize test lint format clean distclean
+.PHONY: test-debs help venv demo train quantize test lint format clean distclean install uninstall deploy sdcard
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "  variables: DATA=$(DATA) RUN=$(RUN) BUNDLE=$(BUNDLE) VENV=$(VENV) FIT_FLAGS='$(FIT_FLAGS)'"
 
-install: $(STAMP) ## create the virtualenv and install edgesight (again only when setup.cfg changes)
+venv: $(STAMP) ## create the development virtualenv (re-installed only when setup.cfg changes)
 
 $(STAMP): setup.cfg pyproject.toml
 	@if ! $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null; then \
@@ -58,7 +63,15 @@ demo: $(BUNDLE)/manifest.json ## train and quantize the digits, run the daemon o
 	$(BIN)/edgesight run --config $(DEMO)/edgesight.toml | tee $(DEMO)/results.jsonl
 	$(BIN)/python -m train.demo score $(DEMO)/results.jsonl --truth $(DEMO)/truth.txt --min-accuracy 0.95
 
-test: $(STAMP) ## run the test suite (installs what it needs)
+# Debian packages the tests drive for real: cloud-init validates the first-boot user-data.
+TEST_DEBS ?= cloud-init
+
+test-debs:
+	@missing=$$(for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "installing $$missing"; $(SUDO) apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; fi
+
+test: $(STAMP) test-debs ## run the test suite (installs what it needs, Debian packages included)
 	$(BIN)/python -m pytest $(PYTEST_FLAGS)
 
 lint: $(STAMP) ## ruff: lint and formatting
@@ -75,3 +88,19 @@ clean: ## remove what make built (data, runs, bundles, demo), keep the virtualen
 
 distclean: clean ## also remove the virtualenv
 	rm -rf $(VENV)
+
+# On the Pi ------------------------------------------------------------------------------------------
+install: ## on the Pi: install the hardened systemd service (sudo make install; WHEELS=dir for offline)
+	$(SUDO) env PREFIX=$(PREFIX) WHEELS=$(WHEELS) bash deploy/install.sh
+
+uninstall: ## on the Pi: remove the service, its user, config, bundles and virtualenv
+	$(SUDO) env PREFIX=$(PREFIX) bash deploy/uninstall.sh
+
+# From the dev machine -------------------------------------------------------------------------------
+deploy: ## push BUNDLE to HOST=user@pi, switch, and roll back unless it comes up healthy
+	@[ -n "$(HOST)" ] || { echo "usage: make deploy HOST=pi@raspberrypi.local BUNDLE=bundles/photos"; exit 64; }
+	bash deploy/deploy.sh $(HOST) $(BUNDLE)
+
+sdcard: $(STAMP) ## prepare a freshly flashed card's boot partition BOOT to install BUNDLE on first boot
+	@[ -n "$(BOOT)" ] || { echo "usage: make sdcard BOOT=/media/$$USER/bootfs BUNDLE=bundles/photos"; exit 64; }
+	$(BIN)/python deploy/sdcard.py --boot $(BOOT) --bundle $(BUNDLE) $(if $(CONFIG),--config $(CONFIG),)

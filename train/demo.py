@@ -14,7 +14,6 @@ import cv2
 from edge.console import HelpFormatter, add_logging_flags, run_main
 from edge.errors import EXIT_DATA, EXIT_NO_INPUT, EXIT_OK, EdgesightError
 from edge.images import read_image
-from train.fit import load_run
 
 FRAME_SIDE = 256
 FPS = 10
@@ -22,6 +21,8 @@ FPS = 10
 
 def write_video(run_dir: Path, bundle: Path, out: Path) -> int:
     """Write ``digits.mp4`` (the run's test split, one digit per frame), ``truth.txt`` and ``edgesight.toml``."""
+    from train.fit import load_run  # imports TensorFlow: only here, so `score` starts at once
+
     run = load_run(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     video_path = out / "digits.mp4"

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Push a bundle to a device and switch to it; switch back by itself if the daemon does not come up with it.
+#   make deploy HOST=pi@raspberrypi.local BUNDLE=bundles/photos
+#   deploy/deploy.sh HOST BUNDLE_DIR
+# HOST=local acts on this machine (STATE and RELOAD may then point at a test layout).
+# Steps: copy to bundles/<version>/ (staged, then renamed), switch the `current` symlink atomically,
+# reload the daemon (SIGHUP: it verifies the bundle in a child before using it), wait until the status
+# endpoint reports the new version, otherwise relink the previous bundle and reload again. Exit 0 only
+# when the new version is live.
+set -euo pipefail
+
+usage() { echo "usage: deploy.sh HOST BUNDLE_DIR   (example: deploy.sh pi@raspberrypi.local bundles/photos)"; }
+[ $# -eq 2 ] || { usage >&2; exit 64; }
+HOST=$1
+BUNDLE=${2%/}
+STATE=${STATE:-/var/lib/edgesight}
+STATUS_URL=${STATUS_URL:-http://127.0.0.1:8080/api/status}
+RELOAD=${RELOAD:-systemctl reload edgesight.service}
+WAIT_SECONDS=${WAIT_SECONDS:-120}
+OWNER=${OWNER:-edgesight:edgesight}
+
+say() { printf 'deploy: %s\n' "$*" >&2; }
+[ -f "$BUNDLE/manifest.json" ] || { say "$BUNDLE: not a bundle (no manifest.json); build one with make quantize"; exit 66; }
+version=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["version"])' "$BUNDLE/manifest.json")
+case $version in ''|*/*|.*) say "$BUNDLE/manifest.json: unusable version '$version'"; exit 65;; esac
+
+# Run a shell snippet on the device, as root there (sudo) when over ssh.
+on_device() {
+  if [ "$HOST" = local ]; then bash -c "$1"; else ssh -o BatchMode=yes "$HOST" "sudo bash -c $(printf '%q' "$1")"; fi
+}
+
+bundles="$STATE/bundles"
+previous=$(on_device "readlink '$bundles/current' || true")
+say "copying $BUNDLE to $HOST:$bundles/$version (previous: ${previous:-none})"
+tar -C "$BUNDLE" -cf - . | on_device "
+  set -e
+  staging=\$(mktemp -d '$bundles/.incoming-XXXXXX')
+  tar -C \"\$staging\" -xf -
+  chmod 0750 \"\$staging\"
+  if [ '$HOST' != local ]; then chown -R '$OWNER' \"\$staging\"; fi
+  rm -rf '$bundles/$version'
+  mv -T \"\$staging\" '$bundles/$version'"
+
+switch_to() {  # atomic: a new symlink renamed over the old one
+  on_device "ln -sfn '$1' '$bundles/.current.new' && mv -T '$bundles/.current.new' '$bundles/current' && $RELOAD"
+}
+
+live_version() {
+  on_device "python3 -c 'import json, sys, urllib.request
+try:
+    print(json.load(urllib.request.urlopen(sys.argv[1], timeout=5))[\"model\"][\"version\"])
+except Exception:
+    pass' '$STATUS_URL'"
+}
+
+switch_to "$version"
+say "switched to $version; waiting up to ${WAIT_SECONDS}s for $STATUS_URL to report it"
+deadline=$((SECONDS + WAIT_SECONDS))
+while [ $SECONDS -lt $deadline ]; do
+  if [ "$(live_version)" = "$version" ]; then
+    say "$version is live on $HOST"
+    exit 0
+  fi
+  sleep 2
+done
+
+say "$version did not come up on $HOST; switching back to ${previous:-nothing}"
+if [ -n "$previous" ]; then switch_to "$previous"; else on_device "rm -f '$bundles/current'"; fi
+exit 1

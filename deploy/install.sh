@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Install edgesight on this machine as a hardened systemd service (Raspberry Pi OS / Debian 12).
+#   sudo make install                 # from a checkout of edgesight
+#   sudo WHEELS=/path/to/wheels make install   # offline, from wheels prepared elsewhere
+# Layout: /opt/edgesight/venv, /etc/edgesight/edgesight.toml, /var/lib/edgesight/bundles/<version>,
+# /var/lib/edgesight/bundles/current -> <version>, /etc/systemd/system/edgesight.service, user edgesight.
+set -euo pipefail
+
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+PREFIX=${PREFIX:-/opt/edgesight}
+CONF_DIR=/etc/edgesight
+STATE_DIR=/var/lib/edgesight
+UNIT=/etc/systemd/system/edgesight.service
+SERVICE_USER=edgesight
+WHEELS=${WHEELS:-}
+
+say() { printf 'install: %s\n' "$*"; }
+[ "$(id -u)" = 0 ] || { say "run as root: sudo make install"; exit 77; }
+
+# Debian's Python ships venv separately; the Pi camera stack comes from Raspberry Pi OS's apt repository.
+missing=()
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+if apt-cache show python3-picamera2 >/dev/null 2>&1 && ! dpkg -s python3-picamera2 >/dev/null 2>&1; then
+  missing+=(python3-picamera2)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]}"
+  apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+# A venv that sees the system's python3-picamera2. picamera2's compiled helpers (simplejpeg) are built
+# against Debian's numpy 1.x, so where picamera2 is present numpy stays below 2 (the `picamera` extra).
+extras=edge
+if python3 -c 'import picamera2' 2>/dev/null; then extras=edge,picamera; fi
+[ -x "$PREFIX/venv/bin/python" ] || python3 -m venv --system-site-packages "$PREFIX/venv"
+pip_args=(--disable-pip-version-check --quiet)
+[ -n "$WHEELS" ] && pip_args+=(--no-index --find-links "$WHEELS")
+say "installing edgesight[$extras] into $PREFIX/venv"
+"$PREFIX/venv/bin/pip" install "${pip_args[@]}" "$SRC[$extras]"
+
+getent group video >/dev/null || groupadd --system video
+if ! id "$SERVICE_USER" >/dev/null 2>&1; then
+  useradd --system --home-dir "$STATE_DIR" --no-create-home --shell /usr/sbin/nologin \
+    --groups video --comment "edgesight daemon" "$SERVICE_USER"
+fi
+install -d -m 0755 "$CONF_DIR"
+install -d -o "$SERVICE_USER" -g "$SERVICE_USER" -m 0750 "$STATE_DIR" "$STATE_DIR/bundles"
+if [ ! -e "$CONF_DIR/edgesight.toml" ]; then
+  install -m 0644 "$SRC/systemd/edgesight.toml" "$CONF_DIR/edgesight.toml"
+else
+  say "keeping the existing $CONF_DIR/edgesight.toml"
+fi
+sed "s#/opt/edgesight#$PREFIX#g" "$SRC/systemd/edgesight.service" >"$UNIT"
+chmod 0644 "$UNIT"
+
+if [ -d /run/systemd/system ]; then
+  systemctl daemon-reload
+  systemctl enable edgesight.service >/dev/null
+  say "enabled edgesight.service; put a bundle in $STATE_DIR/bundles/ and link it as 'current', then:"
+  say "  sudo systemctl start edgesight && journalctl -u edgesight -f"
+else
+  say "installed; systemd is not running here, so the service was not enabled"
+fi

@@ -1,0 +1,57 @@
+import os
+import socket
+
+import pytest
+
+from edge.systemd import Notifier
+
+
+@pytest.fixture
+def notify_socket(tmp_path):
+    path = tmp_path / "notify"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(path))
+    server.settimeout(5)
+    yield server, str(path)
+    server.close()
+
+
+def test_ready_and_status_reach_the_notify_socket(notify_socket):
+    server, path = notify_socket
+    notifier = Notifier({"NOTIFY_SOCKET": path})
+    notifier.ready("classifying camera 0")
+    assert server.recv(4096).decode().split("\n") == ["READY=1", "STATUS=classifying camera 0"]
+    notifier.watchdog()
+    assert server.recv(4096) == b"WATCHDOG=1"
+    notifier.stopping()
+    assert server.recv(4096) == b"STOPPING=1"
+    notifier.close()
+
+
+def test_abstract_namespace_address():
+    name = f"edgesight-test-{os.getpid()}"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind("\0" + name)
+    server.settimeout(5)
+    try:
+        Notifier({"NOTIFY_SOCKET": "@" + name}).status("loading")
+        assert server.recv(4096) == b"STATUS=loading"
+    finally:
+        server.close()
+
+
+def test_without_systemd_every_call_is_a_no_op():
+    notifier = Notifier({})
+    assert not notifier.enabled and notifier.watchdog_seconds is None
+    notifier.ready("x")  # must not raise
+
+
+def test_a_vanished_socket_does_not_raise(tmp_path):
+    notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "gone")})
+    notifier.watchdog()
+
+
+def test_watchdog_period_only_for_this_process():
+    assert Notifier({"WATCHDOG_USEC": "30000000"}).watchdog_seconds == 30.0
+    assert Notifier({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": str(os.getpid())}).watchdog_seconds == 30.0
+    assert Notifier({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}).watchdog_seconds is None
