@@ -68,10 +68,11 @@ class Manifest:
 class Bundle:
     path: Path
     manifest: Manifest
+    model_file: str = MODEL_FILE  # a plain .tflite wrapped by edge.model_source keeps its own name
 
     @property
     def model_path(self) -> Path:
-        return self.path / MODEL_FILE
+        return self.path / self.model_file
 
 
 def sha256_file(path: Path) -> str:

@@ -8,9 +8,8 @@ import threading
 from pathlib import Path
 
 from edge import __version__
-from edge.bundle import load_bundle
-from edge.classifier import Classifier
-from edge.config import load_config
+from edge.classifier import load_classifier
+from edge.config import ModelConfig, load_config
 from edge.console import HelpFormatter, add_logging_flags, run_main, write_json_line
 from edge.errors import EXIT_DATA, EXIT_NO_INPUT, EXIT_OK, EdgesightError
 from edge.images import image_files, is_image_file, read_image
@@ -19,7 +18,7 @@ log = logging.getLogger("edgesight")
 
 
 def _classify(args: argparse.Namespace) -> int:
-    classifier = Classifier(load_bundle(args.model), num_threads=args.threads, top_k=args.top_k)
+    classifier = load_classifier(ModelConfig(str(args.model), threads=args.threads, top_k=args.top_k))
     paths = _expand(args.paths)
     classifier.golden_check()
     skipped = 0
@@ -74,9 +73,14 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from edge.capture import open_source
+
     config = load_config(args.config)
-    load_bundle(config.model.path)
-    print(f"{args.config}: ok")
+    classifier = load_classifier(config.model)
+    checked = classifier.golden_check()
+    spec = classifier.manifest.preprocess
+    source = open_source(config.source, (spec.width, spec.height))
+    print(f"{args.config}: ok: model {classifier.name} ({checked} golden samples agree), source {source.description}")
     return EXIT_OK
 
 
@@ -99,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example:\n  edgesight classify --model bundles/digits data/digits/3 photo.jpg",
         formatter_class=HelpFormatter,
     )
-    classify.add_argument("--model", required=True, type=Path, help="bundle directory (from `make quantize`)")
+    classify.add_argument(
+        "--model", required=True, type=Path, help="bundle directory (from `make quantize`), or a plain .tflite"
+    )
     classify.add_argument("paths", nargs="+", metavar="IMAGE_OR_DIR", help="image files or folders")
     classify.add_argument("--top-k", type=int, default=3, help="how many ranked labels to report")
     classify.add_argument("--threads", type=int, default=2, help="interpreter threads")

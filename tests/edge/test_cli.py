@@ -69,7 +69,11 @@ def test_run_prints_one_line_per_video_frame(digits_run, digits_bundle, tmp_path
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["frame"] for line in lines] == list(range(len(examples)))
-    assert set(lines[0]) == {"ts", "frame", "label", "score", "topk", "latency_ms"}
+    assert set(lines[0]) == {"ts", "frame", "label", "score", "topk", "latency_ms"} | {
+        "frame_age_ms",
+        "state",
+        "state_changed",
+    }
     assert len(lines[0]["topk"]) == 2
     assert all(b["ts"] >= a["ts"] for a, b in itertools.pairwise(lines))
     expected = [digits_run.classes[e.label] for e in examples]
@@ -148,9 +152,9 @@ def test_golden_check_refuses_a_bundle_whose_preprocessing_was_altered(digits_bu
 
 def test_unknown_config_key_exits_78(digits_bundle, tmp_path):
     config = tmp_path / "edgesight.toml"
-    config.write_text(f'[source]\nuri = "x.mp4"\nfps = 5\n[model]\npath = "{digits_bundle}"\n')
-    assert_one_line_error(run_cli("edgesight", "run", "--config", str(config)), 78, ":3: [source] fps")
-    assert_one_line_error(run_cli("edgesight", "check", "--config", str(config)), 78, "fps is not a known key")
+    config.write_text(f'[source]\nuri = "x.mp4"\nframerate = 5\n[model]\npath = "{digits_bundle}"\n')
+    assert_one_line_error(run_cli("edgesight", "run", "--config", str(config)), 78, ":3: [source] framerate")
+    assert_one_line_error(run_cli("edgesight", "check", "--config", str(config)), 78, "framerate is not a known key")
 
 
 def test_missing_source_is_one_line_error(digits_bundle, tmp_path):
