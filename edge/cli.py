@@ -11,7 +11,7 @@ from edge import __version__
 from edge.classifier import load_classifier
 from edge.config import ModelConfig, load_config
 from edge.console import HelpFormatter, add_logging_flags, run_main, write_json_line
-from edge.errors import EXIT_DATA, EXIT_NO_INPUT, EXIT_OK, EdgesightError
+from edge.errors import EXIT_DATA, EXIT_NO_INPUT, EXIT_OK, EXIT_UNAVAILABLE, EdgesightError
 from edge.images import image_files, is_image_file, read_image
 
 log = logging.getLogger("edgesight")
@@ -84,6 +84,26 @@ def _check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from edge.doctor import diagnose, render
+
+    model, options = args.model, {}
+    if args.config is not None:
+        config = load_config(args.config)
+        model = config.model.path
+        options = {k: getattr(config.model, k) for k in ("threads", "delegate", "labels", "mean", "std")}
+    checks = diagnose(str(model) if model else None, options)
+    if args.json:
+        write_json_line({"checks": [c.to_json() for c in checks]}, sys.stdout)
+    else:
+        print(render(checks))
+    failed = [c.name for c in checks if c.status == "fail"]
+    if failed:
+        log.error("%d problem(s) stop the daemon here: %s; see the fixes above", len(failed), ", ".join(failed))
+        return EXIT_UNAVAILABLE
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgesight",
@@ -137,6 +157,22 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--config", required=True, type=Path, help="TOML config file")
     add_logging_flags(check)
     check.set_defaults(handler=_check)
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="what this machine offers: platform, numpy, OpenCV backends, runtimes, cameras, the model",
+        description="Check the machine for the daemon and print each finding as ok, warn (an optional part\n"
+        "is missing) or fail, with the fix. Exit 0 unless something fails (then 69).",
+        epilog="examples:\n  edgesight doctor\n  edgesight doctor --config /etc/edgesight/edgesight.toml\n"
+        "  edgesight doctor --model bundles/digits --json",
+        formatter_class=HelpFormatter,
+    )
+    target = doctor.add_mutually_exclusive_group()
+    target.add_argument("--model", type=Path, help="also load this bundle or .tflite and run its golden check")
+    target.add_argument("--config", type=Path, help="also check the model of this config file")
+    doctor.add_argument("--json", action="store_true", help="one JSON object instead of the table")
+    add_logging_flags(doctor)
+    doctor.set_defaults(handler=_doctor)
     return parser
 
 

@@ -4,7 +4,9 @@ Quantization parameters are read from the interpreter, never assumed. A model co
 Edge TPU (it carries the ``edgetpu-custom-op``) runs through the Edge TPU delegate.
 """
 
+import ctypes
 import importlib
+import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,14 +40,23 @@ class RuntimeInfo:
 
 
 def available_runtimes() -> list[tuple[str, str]]:
-    """Each runtime in order of preference with its version, or why it does not import."""
-    found = []
+    """Each runtime in order of preference: its version, or why it cannot be used.
+
+    Only the first installed one is imported (the one the daemon would use): importing TensorFlow
+    on a workstation just to list it would take many seconds.
+    """
+    found, chosen = [], False
     for package, module_name in RUNTIMES:
-        try:
-            importlib.import_module(module_name)
-        except ImportError as e:
-            found.append((package, f"not importable ({e})"))
+        if importlib.util.find_spec(module_name.split(".")[0]) is None:
+            found.append((package, "not installed"))
             continue
+        if not chosen:
+            try:
+                importlib.import_module(module_name)
+            except ImportError as e:
+                found.append((package, f"installed but not importable ({e})"))
+                continue
+            chosen = True
         found.append((package, _package_version(package)))
     return found
 
@@ -95,6 +106,8 @@ def compiled_for_edgetpu(path: Path) -> bool:
 def _edgetpu_delegate(module: Any, path: Path) -> Any:
     load_delegate = getattr(module, "load_delegate", None) or module.experimental.load_delegate
     try:
+        # Loading the library first keeps a failed Delegate() from printing its own traceback at exit.
+        ctypes.CDLL(EDGETPU_LIBRARY)
         return load_delegate(EDGETPU_LIBRARY)
     except (ValueError, OSError, RuntimeError) as e:
         raise EdgesightError(

@@ -172,3 +172,40 @@ def wait_for(condition, timeout: float = 30.0, what: str = "condition"):
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.02)
+
+
+@pytest.fixture(scope="session")
+def digits_tflite(digits_run, digits_bundle, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The digits network converted three ways, as plain .tflite files each beside a labels.txt:
+    float32, uint8 input/output and int8 input/output (the bundle's own model)."""
+    import contextlib
+    import io
+    import shutil
+
+    import tensorflow as tf
+
+    from train.data import load_arrays
+    from train.quantize import representative_set
+
+    model = digits_run.load_model()
+    calibration, _, _ = load_arrays(digits_run.examples("train")[:200], digits_run.config.preprocess)
+    out = tmp_path_factory.mktemp("plain")
+    paths = {}
+    for kind in ("float32", "uint8"):
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        if kind == "uint8":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = lambda: representative_set(calibration, 200, 0)
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.inference_input_type = tf.uint8
+            converter.inference_output_type = tf.uint8
+        with contextlib.redirect_stdout(io.StringIO()):
+            paths[kind] = out / kind / "digits.tflite"
+            paths[kind].parent.mkdir()
+            paths[kind].write_bytes(converter.convert())
+    paths["int8"] = out / "int8" / "digits.tflite"
+    paths["int8"].parent.mkdir()
+    shutil.copy(digits_bundle / "model.tflite", paths["int8"])
+    for path in paths.values():
+        shutil.copy(digits_bundle / "labels.txt", path.with_name("labels.txt"))
+    return paths
