@@ -1,9 +1,10 @@
-"""Models that are not our bundles: a plain ``.tflite`` with a labels file, made runnable.
+"""Models that are not our bundles: a plain ``.tflite`` with a labels file or TFLite metadata.
 
 The preprocessing contract a bundle's manifest carries is derived here instead: the size and colour
-from the input tensor, labels from ``labels.txt`` (a leading background class the model does not
-output is dropped), normalization from the config or else the input's own quantization: an integer
-input takes raw pixels (uint8 as they are, int8 shifted by 128), as quantized image models expect.
+from the input tensor; labels from the config's file, else the model's metadata, else ``labels.txt``
+beside it (a leading background class the model has no output for is dropped); normalization from
+the config, else the metadata, else the input's own quantization: an integer input takes raw pixels
+(uint8 as they are, int8 shifted by 128), as quantized image models expect.
 """
 
 import logging
@@ -13,6 +14,7 @@ from edge.bundle import LABELS_FILE, Bundle, Manifest, TensorSpec, sha256_file
 from edge.errors import EXIT_DATA, EXIT_NO_INPUT, EdgesightError
 from edge.preprocess import PreprocessSpec
 from edge.runtime import Model
+from edge.tflite_metadata import ModelMetadata, read_metadata
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +73,20 @@ def plain_model_bundle(
     shape = model.input.shape
     if len(shape) != 4 or shape[0] != 1 or shape[3] not in (1, 3):
         raise EdgesightError(f"{model_path}: input {list(shape)} is not an image batch [1, h, w, 1 or 3]", EXIT_DATA)
-    labels_path = labels_path or model_path.with_name(LABELS_FILE)
-    if not labels_path.is_file():
-        raise EdgesightError(
-            f"{model_path}: no labels; put a {LABELS_FILE} beside the model or set [model] labels", EXIT_NO_INPUT
-        )
+    metadata = read_metadata(model_path) or ModelMetadata()
     outputs = model.output.shape[-1]
-    labels = fit_labels(read_labels(labels_path), outputs, str(labels_path))
+    if labels_path is None and metadata.labels:
+        labels = fit_labels(metadata.labels, outputs, f"{model_path} (metadata)")
+    else:
+        labels_path = labels_path or model_path.with_name(LABELS_FILE)
+        if not labels_path.is_file():
+            raise EdgesightError(
+                f"{model_path}: no labels; put a {LABELS_FILE} beside the model or set [model] labels", EXIT_NO_INPUT
+            )
+        labels = fit_labels(read_labels(labels_path), outputs, str(labels_path))
     default_mean, default_std = default_normalization(model.input)
+    if metadata.mean and metadata.std:
+        default_mean, default_std = metadata.mean, metadata.std
     spec = PreprocessSpec(
         height=shape[1],
         width=shape[2],

@@ -40,7 +40,9 @@ def run(
     source = open_source(config.source, (spec.width, spec.height))
     mailbox = FrameMailbox()
     backoff = Backoff(config.source.reconnect_min_s, config.source.reconnect_max_s)
-    capture = CaptureThread(source, mailbox, health, stop, backoff)
+    # The capture thread has its own stop: it ends when this loop ends, whether by signal, end or error.
+    capture_stop = threading.Event()
+    capture = CaptureThread(source, mailbox, health, capture_stop, backoff)
     results = ResultFilter(config.results, classifier.manifest.labels)
     dataloop = DataLoop(config.dataloop) if config.dataloop.dir else None
     interval = 1.0 / config.source.max_fps if config.source.max_fps else 0.0
@@ -76,6 +78,7 @@ def run(
             if interval and stop.wait(max(0.0, started + interval - time.monotonic())):
                 break
     finally:
+        capture_stop.set()
         mailbox.close()
         capture.join(JOIN_TIMEOUT_S)
         if capture.is_alive():

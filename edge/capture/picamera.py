@@ -56,8 +56,9 @@ class PicameraSource:
             raise SourceLostError(f"{self.description} cannot be opened ({e})") from e
         try:
             controls = {"FrameRate": self.fps} if self.fps else {}
+            # Nothing reads the main stream: YUV420 halves its CMA footprint against RGB888.
             config = picam.create_video_configuration(
-                main={"size": self.main, "format": "RGB888"},
+                main={"size": self.main, "format": "YUV420"},
                 lores={"size": self.lores, "format": "YUV420"},
                 buffer_count=self.buffers,
                 controls=controls,

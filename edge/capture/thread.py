@@ -41,6 +41,8 @@ class CaptureThread(threading.Thread):
     def run(self) -> None:
         try:
             self._run()
+            if self.health.snapshot().source_state != "ended":
+                self.health.update(source_state="stopped")
         except EdgesightError as e:
             self.health.update(source_state="failed", source_error=str(e))
             self.mailbox.close(e)
@@ -74,9 +76,9 @@ class CaptureThread(threading.Thread):
                 continue
             finally:
                 self.source.close()
-            self.health.update(source_state="ended" if ended else "stopped")
+            if ended:
+                self.health.update(source_state="ended")
             return
-        self.health.update(source_state="stopped")
 
     def _wait_after(self, error: SourceLostError, delays: Iterator[float]) -> bool:
         """Record the failure and wait the next backoff delay; True when stopping meanwhile."""

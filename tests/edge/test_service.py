@@ -2,6 +2,7 @@
 
 import sys
 import threading
+import time
 import types
 
 import cv2
@@ -165,3 +166,18 @@ def test_roi_crops_before_classifying(digits_bundle, digits_dir, tmp_path):
     daemon.thread.join(60)
     daemon.finish()
     assert daemon.results[0]["label"] == "2"
+
+
+def test_max_fps_spaces_classifications_at_least_its_interval(digits_bundle, digits_dir):
+    emitted = []
+
+    class Timed(Daemon):
+        def _emit(self, record: dict) -> None:
+            emitted.append(time.monotonic())
+            super()._emit(record)
+
+    daemon = Timed(config(str(digits_dir / "1"), digits_bundle, max_fps=20))
+    wait_for(lambda: len(emitted) >= 8, what="eight results")
+    daemon.finish()
+    gaps = np.diff(emitted)
+    assert gaps.min() >= 0.045, gaps  # a lower bound: a busy machine only makes the gaps longer
