@@ -8,7 +8,7 @@ import numpy as np
 
 from edge.bundle import Bundle, load_bundle
 from edge.config import ModelConfig
-from edge.errors import EXIT_DATA, EdgesightError
+from edge.errors import EXIT_CONFIG, EXIT_DATA, EdgesightError
 from edge.fastprep import handles, make_preparer
 from edge.images import read_image
 from edge.model_source import plain_model_bundle
@@ -128,6 +128,7 @@ def load_classifier(config: ModelConfig) -> Classifier:
         return Classifier(bundle, top_k=config.top_k, model=model)
     if config.labels or config.mean or config.std:
         raise EdgesightError(
-            f"{path}: [model] labels, mean and std are for plain .tflite files; a bundle carries its own", EXIT_DATA
+            f"{path}: [model] labels, mean and std are for plain .tflite files; a bundle carries its own",
+            EXIT_CONFIG,
         )
     return Classifier(load_bundle(path), config.threads, config.top_k, config.delegate)

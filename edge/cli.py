@@ -135,12 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run",
         help="run the daemon: classify every frame of the configured source",
-        description="Read frames from the configured source, classify each and write one JSON line per frame\n"
-        "(ts, frame, label, score, topk, latency_ms). A file source ends at its end; a camera or stream\n"
-        "runs until SIGINT or SIGTERM, which end it cleanly with exit 0. Config errors exit 78.",
+        description="Read frames from the configured source, classify the freshest and write one JSON line per\n"
+        "result (ts, frame, label, score, topk, latency_ms, frame_age_ms, state, state_changed). A file\n"
+        "source ends at its end; a camera or stream runs until SIGINT or SIGTERM, which end it cleanly\n"
+        "with exit 0; a lost camera or stream is reopened with backoff. Config errors exit 78.",
         epilog="example config (paths relative to the file):\n"
-        '  [source]\n  uri = "video.mp4"   # or an image folder, a camera index, /dev/video0, rtsp://...\n'
-        '  [model]\n  path = "bundles/digits"\n  [output]\n  jsonl = "-"\n\n'
+        '  [source]\n  uri = "video.mp4"   # or an image folder, a camera index, /dev/video0, rtsp://..., picamera2\n'
+        '  [model]\n  path = "bundles/digits"\n  [results]\n  threshold = 0.6\n  smoothing = "ema"\n'
+        '  [output]\n  jsonl = "-"\n(every key with its default: README.md)\n\n'
         "example:\n  edgesight run --config edgesight.toml",
         formatter_class=HelpFormatter,
     )

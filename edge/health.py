@@ -33,6 +33,14 @@ class HealthSnapshot:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    def summary(self) -> str:
+        """One line for the log."""
+        return (
+            f"{self.frames_captured} frames captured, {self.frames_classified} classified, {self.frames_dropped}"
+            f" dropped as stale, {self.frames_skipped} skipped, {self.reconnects} reconnects; source"
+            f" {self.source_state}; last latency {self.latency_ms:.1f} ms, frame age {self.frame_age_ms:.1f} ms"
+        )
+
 
 class Health:
     """Thread-safe holder of the current ``HealthSnapshot``."""

@@ -19,12 +19,13 @@ from edge.config import Config
 from edge.dataloop import DataLoop
 from edge.errors import EXIT_CONFIG, EdgesightError
 from edge.health import Health, HealthSnapshot
-from edge.results import ResultFilter
+from edge.results import ResultFilter, thresholded
 
 log = logging.getLogger(__name__)
 
 TAKE_TIMEOUT_S = 0.5  # how often the loop wakes without frames, to notice the stop event
 JOIN_TIMEOUT_S = 10.0  # a capture thread stuck in a driver call is abandoned (it is a daemon thread)
+HEALTH_LOG_INTERVAL_S = 60.0  # a line of counters in the log, so a journal shows how the daemon fares
 
 
 def run(
@@ -47,8 +48,12 @@ def run(
     dataloop = DataLoop(config.dataloop) if config.dataloop.dir else None
     interval = 1.0 / config.source.max_fps if config.source.max_fps else 0.0
     capture.start()
+    next_report = time.monotonic() + HEALTH_LOG_INTERVAL_S
     try:
         while not stop.is_set():
+            if time.monotonic() >= next_report:
+                log.info("%s", health.snapshot().summary())
+                next_report += HEALTH_LOG_INTERVAL_S
             try:
                 frame = mailbox.take(TAKE_TIMEOUT_S)
             except SourceEndedError:
@@ -56,7 +61,8 @@ def run(
             if frame is None:
                 continue
             started = time.monotonic()
-            result = classifier.classify(crop(frame.image, config.source.roi))
+            image = crop(frame.image, config.source.roi)
+            result = classifier.classify(image)
             decision = results.update(result.probabilities)
             record = {
                 "ts": round(frame.ts, 3),
@@ -66,14 +72,13 @@ def run(
                 "state": decision.state,
                 "state_changed": decision.changed,
             }
-            if config.results.threshold:
-                record["label"] = "unknown" if result.score < config.results.threshold else result.label
+            record["label"] = thresholded(result.label, result.score, config.results.threshold)
             if config.results.smoothing != "none":
                 record["smoothed"] = {"label": decision.label, "score": round(decision.score, 4)}
             emit(record)
             health.count(frames_classified=1)
             health.update(last_result=record, latency_ms=record["latency_ms"], frame_age_ms=record["frame_age_ms"])
-            if dataloop is not None and dataloop.offer(frame.image, record, result.score, decision.changed):
+            if dataloop is not None and dataloop.offer(image, record, result.score, decision.changed):
                 health.update(dataloop_saved=dataloop.saved, dataloop_removed=dataloop.removed)
             if interval and stop.wait(max(0.0, started + interval - time.monotonic())):
                 break
@@ -84,14 +89,7 @@ def run(
         if capture.is_alive():
             log.warning("the capture thread did not stop within %.0f s; leaving it behind", JOIN_TIMEOUT_S)
     final = health.snapshot()
-    log.info(
-        "%d frames captured, %d classified, %d dropped as stale, %d skipped, %d reconnects",
-        final.frames_captured,
-        final.frames_classified,
-        final.frames_dropped,
-        final.frames_skipped,
-        final.reconnects,
-    )
+    log.info("%s", final.summary())
     return final
 
 

@@ -190,7 +190,7 @@ def test_check_validates_model_and_source_without_running(digits_bundle, car_vid
     assert "golden samples agree" in result.stdout and f"video file {car_video}" in result.stdout
     config.write_text(config.read_text() + '[results]\nsmoothing = "median"\n')
     result = run_cli("edgesight", "check", "--config", str(config))
-    assert_one_line_error(result, 78, ":5: [results] smoothing must be one of none, ema, majority")
+    assert_one_line_error(result, 78, ":6: [results] smoothing must be one of none, ema, majority")
 
 
 def test_run_a_plain_tflite_with_labels(digits_tflite, digits_dir, tmp_path):
