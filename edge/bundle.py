@@ -7,6 +7,7 @@ nothing. Reading validates every field and names the key that is wrong.
 
 import hashlib
 import json
+import math
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -68,10 +69,11 @@ class Manifest:
 class Bundle:
     path: Path
     manifest: Manifest
+    model_file: str = MODEL_FILE  # a plain .tflite wrapped by edge.model_source keeps its own name
 
     @property
     def model_path(self) -> Path:
-        return self.path / MODEL_FILE
+        return self.path / self.model_file
 
 
 def sha256_file(path: Path) -> str:
@@ -133,6 +135,20 @@ class _Reader:
             raise self.fail(key, f"must be {_kind_name(kind)} (got {value!r})")
         return value
 
+    def number(self, key: str, default: Any = ...) -> float:
+        value = self.get(key, (int, float), default)
+        return _finite(value, lambda: self.fail(key, f"must be a finite number (got {value!r})"))
+
+    def numbers(self, key: str, kind: type = float, default: Any = ...) -> tuple:
+        """A list of integers or of finite numbers; every item is checked."""
+        values = self.get(key, list, default)
+        allowed = (int,) if kind is int else (int, float)
+        if not all(isinstance(v, allowed) and not isinstance(v, bool) for v in values):
+            raise self.fail(key, f"must be a list of {_kind_name(kind)[3:]}s (got {values!r})")
+        if kind is int:
+            return tuple(values)
+        return tuple(_finite(v, lambda: self.fail(key, f"must hold finite numbers (got {values!r})")) for v in values)
+
     def choice(self, key: str, allowed: tuple[str, ...]) -> str:
         value = self.get(key, str)
         if value not in allowed:
@@ -141,6 +157,16 @@ class _Reader:
 
     def child(self, key: str) -> "_Reader":
         return _Reader(self.get(key, dict), self.where, f"{self.prefix}{key}.")
+
+
+def _finite(value: int | float, error: Any) -> float:
+    try:
+        number = float(value)
+    except OverflowError:
+        raise error() from None
+    if not math.isfinite(number):
+        raise error()
+    return number
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
@@ -152,8 +178,8 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
 def _tensor(reader: _Reader) -> TensorSpec:
     return TensorSpec(
         dtype=reader.choice("dtype", TENSOR_DTYPES),
-        shape=tuple(int(v) for v in reader.get("shape", list)),
-        scale=float(reader.get("scale", (int, float))),
+        shape=reader.numbers("shape", int),
+        scale=reader.number("scale"),
         zero_point=reader.get("zero_point", int),
     )
 
@@ -165,8 +191,8 @@ def preprocess_from_dict(reader: _Reader) -> PreprocessSpec:
         color=reader.get("color", str),
         resize=reader.get("resize", str),
         interpolation=reader.get("interpolation", str),
-        mean=tuple(float(v) for v in reader.get("mean", list)),
-        std=tuple(float(v) for v in reader.get("std", list)),
+        mean=reader.numbers("mean"),
+        std=reader.numbers("std"),
         pad_value=reader.get("pad_value", int, 0),
     )
     problems = spec.problems()
@@ -195,7 +221,7 @@ def manifest_from_dict(data: Any, where: str) -> Manifest:
             GoldenSample(
                 file=sample.get("file", str),
                 label=sample.get("label", str),
-                output=tuple(float(v) for v in sample.get("output", list)),
+                output=sample.numbers("output"),
             )
         )
     return Manifest(

@@ -2,14 +2,18 @@
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from edge.bundle import Bundle
-from edge.errors import EXIT_DATA, EdgesightError
+from edge.bundle import Bundle, load_bundle
+from edge.config import ModelConfig
+from edge.errors import EXIT_CONFIG, EXIT_DATA, EdgesightError
+from edge.fastprep import handles, make_preparer
 from edge.images import read_image
+from edge.model_source import plain_model_bundle
 from edge.postprocess import Classification, scores, top_k
-from edge.preprocess import INTEGER_DTYPES, normalize, prepare, quantize, quantize_table
+from edge.preprocess import INTEGER_DTYPES
 from edge.runtime import Model
 
 # Golden outputs may differ by a rounding step between CPU kernels (x86 vs Arm, XNNPACK vs reference).
@@ -19,18 +23,40 @@ GOLDEN_TOLERANCE_STEPS = 2
 class Classifier:
     """Classifies BGR frames exactly as the bundle's manifest prescribes."""
 
-    def __init__(self, bundle: Bundle, num_threads: int | None = None, top_k: int = 3) -> None:
+    def __init__(
+        self,
+        bundle: Bundle,
+        num_threads: int | None = None,
+        top_k: int = 3,
+        delegate: str = "auto",
+        model: Model | None = None,
+    ) -> None:
         self.bundle = bundle
         self.manifest = bundle.manifest
         self.top_k = top_k
-        self.model = Model(bundle.model_path, num_threads)
+        self.model = model or Model(bundle.model_path, num_threads, delegate)
         self._check_tensors()
-        spec = self.model.input
-        self._table = (
-            quantize_table(self.manifest.preprocess, spec.scale, spec.zero_point, spec.dtype)
-            if spec.dtype in INTEGER_DTYPES
-            else None
-        )
+        self._prepare = make_preparer(self.manifest.preprocess, self.model.input)
+        # Plain models do not say whether they end in a softmax: their output is looked at.
+        self._score_kind = "auto" if bundle.manifest.version == "plain" else self.manifest.scores
+
+    @property
+    def name(self) -> str:
+        return f"{self.manifest.name} {self.manifest.version}"
+
+    def describe(self) -> dict[str, Any]:
+        """What the health report says about the model."""
+        return {
+            "name": self.manifest.name,
+            "version": self.manifest.version,
+            "path": str(self.bundle.model_path),
+            "sha256": self.manifest.model_sha256,
+            "labels": len(self.manifest.labels),
+            "input": f"{self.model.input.dtype}{list(self.model.input.shape)}",
+            "runtime": f"{self.model.runtime.name} {self.model.runtime.version}",
+            "edgetpu": self.model.edgetpu,
+            "fast_preprocessing": handles(self.manifest.preprocess, self.model.input),
+        }
 
     def _check_tensors(self) -> None:
         spec = self.manifest.preprocess
@@ -60,18 +86,15 @@ class Classifier:
 
     def input_tensor(self, image: np.ndarray) -> np.ndarray:
         """The model's input for one BGR frame, with the batch dimension."""
-        pixels = prepare(image, self.manifest.preprocess)
-        if self._table is not None:
-            return quantize(pixels, self._table)[np.newaxis]
-        return normalize(pixels, self.manifest.preprocess)[np.newaxis]
+        return self._prepare(image)
 
     def classify(self, image: np.ndarray) -> Classification:
         started = time.perf_counter()
         raw = self.model.invoke(self.input_tensor(image))
-        probabilities = scores(raw, self.model.output, self.manifest.scores)
+        probabilities = scores(raw, self.model.output, self._score_kind)
         ranked = top_k(probabilities, self.manifest.labels, self.top_k)
         latency_ms = (time.perf_counter() - started) * 1000
-        return Classification(ranked[0][0], ranked[0][1], ranked, latency_ms)
+        return Classification(ranked[0][0], ranked[0][1], ranked, latency_ms, probabilities)
 
     def golden_check(self) -> int:
         """Re-run the bundle's golden samples; raise if any disagrees. Returns how many were checked."""
@@ -94,3 +117,18 @@ class Classifier:
                     EXIT_DATA,
                 )
         return len(self.manifest.golden)
+
+
+def load_classifier(config: ModelConfig) -> Classifier:
+    """A bundle directory (sha256 checked on load) or a plain ``.tflite`` with its labels."""
+    path = Path(config.path)
+    if path.suffix == ".tflite":
+        labels = Path(config.labels) if config.labels else None
+        bundle, model = plain_model_bundle(path, labels, config.mean, config.std, config.threads, config.delegate)
+        return Classifier(bundle, top_k=config.top_k, model=model)
+    if config.labels or config.mean or config.std:
+        raise EdgesightError(
+            f"{path}: [model] labels, mean and std are for plain .tflite files; a bundle carries its own",
+            EXIT_CONFIG,
+        )
+    return Classifier(load_bundle(path), config.threads, config.top_k, config.delegate)

@@ -8,18 +8,17 @@ import threading
 from pathlib import Path
 
 from edge import __version__
-from edge.bundle import load_bundle
-from edge.classifier import Classifier
-from edge.config import load_config
+from edge.classifier import load_classifier
+from edge.config import ModelConfig, load_config
 from edge.console import HelpFormatter, add_logging_flags, run_main, write_json_line
-from edge.errors import EXIT_DATA, EXIT_NO_INPUT, EXIT_OK, EdgesightError
+from edge.errors import EXIT_DATA, EXIT_NO_INPUT, EXIT_OK, EXIT_UNAVAILABLE, EdgesightError
 from edge.images import image_files, is_image_file, read_image
 
 log = logging.getLogger("edgesight")
 
 
 def _classify(args: argparse.Namespace) -> int:
-    classifier = Classifier(load_bundle(args.model), num_threads=args.threads, top_k=args.top_k)
+    classifier = load_classifier(ModelConfig(str(args.model), threads=args.threads, top_k=args.top_k))
     paths = _expand(args.paths)
     classifier.golden_check()
     skipped = 0
@@ -74,9 +73,34 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from edge.capture import open_source
+
     config = load_config(args.config)
-    load_bundle(config.model.path)
-    print(f"{args.config}: ok")
+    classifier = load_classifier(config.model)
+    checked = classifier.golden_check()
+    spec = classifier.manifest.preprocess
+    source = open_source(config.source, (spec.width, spec.height))
+    print(f"{args.config}: ok: model {classifier.name} ({checked} golden samples agree), source {source.description}")
+    return EXIT_OK
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from edge.doctor import diagnose, render
+
+    model, options = args.model, {}
+    if args.config is not None:
+        config = load_config(args.config)
+        model = config.model.path
+        options = {k: getattr(config.model, k) for k in ("threads", "delegate", "labels", "mean", "std")}
+    checks = diagnose(str(model) if model else None, options)
+    if args.json:
+        write_json_line({"checks": [c.to_json() for c in checks]}, sys.stdout)
+    else:
+        print(render(checks))
+    failed = [c.name for c in checks if c.status == "fail"]
+    if failed:
+        log.error("%d problem(s) stop the daemon here: %s; see the fixes above", len(failed), ", ".join(failed))
+        return EXIT_UNAVAILABLE
     return EXIT_OK
 
 
@@ -99,7 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example:\n  edgesight classify --model bundles/digits data/digits/3 photo.jpg",
         formatter_class=HelpFormatter,
     )
-    classify.add_argument("--model", required=True, type=Path, help="bundle directory (from `make quantize`)")
+    classify.add_argument(
+        "--model", required=True, type=Path, help="bundle directory (from `make quantize`), or a plain .tflite"
+    )
     classify.add_argument("paths", nargs="+", metavar="IMAGE_OR_DIR", help="image files or folders")
     classify.add_argument("--top-k", type=int, default=3, help="how many ranked labels to report")
     classify.add_argument("--threads", type=int, default=2, help="interpreter threads")
@@ -109,12 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run",
         help="run the daemon: classify every frame of the configured source",
-        description="Read frames from the configured source, classify each and write one JSON line per frame\n"
-        "(ts, frame, label, score, topk, latency_ms). A file source ends at its end; a camera or stream\n"
-        "runs until SIGINT or SIGTERM, which end it cleanly with exit 0. Config errors exit 78.",
+        description="Read frames from the configured source, classify the freshest and write one JSON line per\n"
+        "result (ts, frame, label, score, topk, latency_ms, frame_age_ms, state, state_changed). A file\n"
+        "source ends at its end; a camera or stream runs until SIGINT or SIGTERM, which end it cleanly\n"
+        "with exit 0; a lost camera or stream is reopened with backoff. Config errors exit 78.",
         epilog="example config (paths relative to the file):\n"
-        '  [source]\n  uri = "video.mp4"   # or an image folder, a camera index, /dev/video0, rtsp://...\n'
-        '  [model]\n  path = "bundles/digits"\n  [output]\n  jsonl = "-"\n\n'
+        '  [source]\n  uri = "video.mp4"   # or an image folder, a camera index, /dev/video0, rtsp://..., picamera2\n'
+        '  [model]\n  path = "bundles/digits"\n  [results]\n  threshold = 0.6\n  smoothing = "ema"\n'
+        '  [output]\n  jsonl = "-"\n(every key with its default: README.md)\n\n'
         "example:\n  edgesight run --config edgesight.toml",
         formatter_class=HelpFormatter,
     )
@@ -131,6 +159,22 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--config", required=True, type=Path, help="TOML config file")
     add_logging_flags(check)
     check.set_defaults(handler=_check)
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="what this machine offers: platform, numpy, OpenCV backends, runtimes, cameras, the model",
+        description="Check the machine for the daemon and print each finding as ok, warn (an optional part\n"
+        "is missing) or fail, with the fix. Exit 0 unless something fails (then 69).",
+        epilog="examples:\n  edgesight doctor\n  edgesight doctor --config /etc/edgesight/edgesight.toml\n"
+        "  edgesight doctor --model bundles/digits --json",
+        formatter_class=HelpFormatter,
+    )
+    target = doctor.add_mutually_exclusive_group()
+    target.add_argument("--model", type=Path, help="also load this bundle or .tflite and run its golden check")
+    target.add_argument("--config", type=Path, help="also check the model of this config file")
+    doctor.add_argument("--json", action="store_true", help="one JSON object instead of the table")
+    add_logging_flags(doctor)
+    doctor.set_defaults(handler=_doctor)
     return parser
 
 

@@ -2,31 +2,80 @@
 
 Every error names the file, the line, the key and what is allowed, and exits 78 (EX_CONFIG) so that
 systemd does not restart-loop on a broken config. Relative paths are relative to the config file.
+Each key's default and meaning is the comment beside it; bounds are in the field's metadata.
 """
 
 import dataclasses
+import math
 import re
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, Literal, get_type_hints
 
 from edge.errors import EXIT_CONFIG, EdgesightError
 
 
+def key(default: Any, *, low: float | None = None, high: float | None = None) -> Any:
+    """A config key with its default and the closed range its value must lie in."""
+    return field(default=default, metadata={"low": low, "high": high})
+
+
 @dataclass(frozen=True)
 class SourceConfig:
-    """Where frames come from: a video file, an image folder or glob, a camera index, /dev/videoN or a URL."""
+    """Where frames come from: a video file, an image folder or glob, a camera index, /dev/videoN, an
+    rtsp:// or http:// URL, or ``picamera2`` (``picamera2:1`` for the second camera)."""
 
     uri: str
     loop: bool = False  # restart a video file or image folder at its end
+    pace: bool = False  # deliver a video file at its own frame rate, like a camera (stale frames dropped)
+    width: int = key(0, low=0)  # camera capture width (V4L2; picamera2 main stream); 0 = device default
+    height: int = key(0, low=0)  # camera capture height; 0 = device default
+    fps: float = key(0.0, low=0, high=1000)  # requested camera frame rate; 0 = device default
+    fourcc: str = ""  # V4L2 pixel format, e.g. "MJPG": USB cameras give more size and rate compressed
+    lores_width: int = key(0, low=0)  # picamera2 lores stream width; 0 = the model's input width
+    lores_height: int = key(0, low=0)  # picamera2 lores stream height; 0 = the model's input height
+    buffers: int = key(2, low=1, high=16)  # picamera2 buffer count; a Pi Zero 2 W has little CMA memory
+    timeout_s: float = key(5.0, low=0.1, high=300)  # an open or read taking longer counts as a lost source
+    reconnect_min_s: float = key(0.5, low=0.01, high=3600)  # first wait before reopening a lost source
+    reconnect_max_s: float = key(30.0, low=0.01, high=3600)  # the wait doubles up to this
+    max_fps: float = key(0.0, low=0, high=1000)  # classify at most this often (saves power); 0 = no limit
+    roi: tuple[int, ...] = ()  # [x, y, width, height] crop of the captured frame; empty = whole frame
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    path: str  # a bundle directory
-    threads: int = 2  # interpreter threads; the Pi Zero 2 W and Pi 4/5 have 4 cores
-    top_k: int = 3
+    """A bundle directory, or a plain ``.tflite`` (labels from ``labels``, a labels.txt beside it, or
+    the model's TFLite metadata)."""
+
+    path: str
+    threads: int = key(2, low=1, high=64)  # interpreter threads; the Pi Zero 2 W and Pi 4/5 have 4 cores
+    top_k: int = key(3, low=1, high=1000)  # ranked labels reported with each result
+    delegate: Literal["auto", "cpu", "edgetpu"] = "auto"  # auto: the Edge TPU when the model is compiled for it
+    labels: str = ""  # plain .tflite only: a labels file; empty = labels.txt beside the model, or metadata
+    mean: tuple[float, ...] = ()  # plain .tflite only: pixel mean (0..255); empty = metadata or the model's own
+    std: tuple[float, ...] = ()  # plain .tflite only: pixel std; empty = metadata or the model's own
+
+
+@dataclass(frozen=True)
+class ResultsConfig:
+    threshold: float = key(0.0, low=0, high=1)  # below this top-1 score the label is "unknown"
+    smoothing: Literal["none", "ema", "majority"] = "none"  # temporal smoothing of the scores or labels
+    ema_alpha: float = key(0.5, low=0.01, high=1)  # weight of the newest frame in the EMA
+    window: int = key(5, low=1, high=1000)  # frames the majority vote looks back over
+    debounce: int = key(1, low=1, high=1000)  # consecutive frames that must agree before the state changes
+
+
+@dataclass(frozen=True)
+class DataLoopConfig:
+    """Frames worth relabelling, saved with their result JSON for retraining. Off while ``dir`` is empty."""
+
+    dir: str = ""  # where frames are saved; empty = off
+    max_mb: float = key(100.0, low=0.1, high=1e6)  # the folder's size cap; the oldest files go first
+    below: float = key(0.5, low=0, high=1)  # save frames whose top-1 score is below this
+    on_change: bool = True  # save frames where the debounced state changes
+    min_interval_s: float = key(1.0, low=0, high=86400)  # at most one saved frame per this many seconds
 
 
 @dataclass(frozen=True)
@@ -38,10 +87,12 @@ class OutputConfig:
 class Config:
     source: SourceConfig
     model: ModelConfig
+    results: ResultsConfig = field(default_factory=ResultsConfig)
+    dataloop: DataLoopConfig = field(default_factory=DataLoopConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
 
-PATH_KEYS = {("source", "uri"), ("model", "path"), ("output", "jsonl")}
+PATH_KEYS = {("source", "uri"), ("model", "path"), ("model", "labels"), ("output", "jsonl"), ("dataloop", "dir")}
 
 
 def _line_of(text: str, section: str, key: str | None) -> int | None:
@@ -84,22 +135,52 @@ class _Checker:
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                     raise self.error(name, None, f"needs the key {key!r}")
                 continue
-            values[key] = self.value(name, key, data[key], hints[key])
+            value = self.value(name, key, data[key], hints[key])
+            self.bounds(name, key, value, f.metadata)
+            values[key] = value
         return cls(**values)
 
-    def value(self, section: str, key: str, value: Any, kind: type) -> Any:
-        if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-            raise self.error(section, key, f"must be an integer (got {value!r})")
-        if kind is bool and not isinstance(value, bool):
-            raise self.error(section, key, f"must be true or false (got {value!r})")
-        if kind is str:
-            if isinstance(value, int) and not isinstance(value, bool) and section == "source":
-                value = str(value)  # camera index written as a number
-            if not isinstance(value, str):
-                raise self.error(section, key, f"must be a string (got {value!r})")
-        if kind is int and value < 1:
-            raise self.error(section, key, f"must be at least 1 (got {value})")
+    def value(self, section: str, key: str, value: Any, kind: Any) -> Any:
+        if typing.get_origin(kind) is Literal:
+            allowed = typing.get_args(kind)
+            if value not in allowed or not isinstance(value, str):
+                raise self.error(section, key, f"must be one of {', '.join(allowed)} (got {value!r})")
+            return value
+        if typing.get_origin(kind) is tuple:
+            item = typing.get_args(kind)[0]
+            if not isinstance(value, list):
+                raise self.error(section, key, f"must be a list of {_names[item]}s (got {value!r})")
+            return tuple(self.value(section, key, v, item) for v in value)
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise self.error(section, key, f"must be true or false (got {value!r})")
+            return value
+        if kind is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise self.error(section, key, f"must be an integer (got {value!r})")
+            return value
+        if kind is float:
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise self.error(section, key, f"must be a number (got {value!r})")
+            return float(value)
+        if isinstance(value, int) and not isinstance(value, bool) and section == "source":
+            value = str(value)  # camera index written as a number
+        if not isinstance(value, str):
+            raise self.error(section, key, f"must be a string (got {value!r})")
         return value
+
+    def bounds(self, section: str, key: str, value: Any, metadata: Any) -> None:
+        low, high = metadata.get("low"), metadata.get("high")
+        for v in value if isinstance(value, tuple) else (value,):
+            if not isinstance(v, int | float) or isinstance(v, bool):
+                continue
+            if low is not None and v < low:
+                raise self.error(section, key, f"must be at least {low:g} (got {v})")
+            if high is not None and v > high:
+                raise self.error(section, key, f"must be at most {high:g} (got {v})")
+
+
+_names = {int: "integer", float: "number", str: "string", bool: "boolean"}
 
 
 def load_config(path: Path) -> Config:
@@ -128,7 +209,30 @@ def load_config(path: Path) -> Config:
                 raise EdgesightError(f"{path}: the [{name}] section is required", EXIT_CONFIG)
             continue
         values[name] = checker.section(hints[name], name, _resolve_paths(name, data[name], path.parent))
-    return Config(**values)
+    config = Config(**values)
+    _check_together(config, checker)
+    return config
+
+
+def _check_together(config: Config, checker: _Checker) -> None:
+    """Rules that span keys."""
+    source = config.source
+    if not source.uri:
+        raise checker.error("source", "uri", "must not be empty")
+    if source.roi and (len(source.roi) != 4 or source.roi[2] < 1 or source.roi[3] < 1 or min(source.roi[:2]) < 0):
+        raise checker.error("source", "roi", f"must be [x, y, width, height] with x, y >= 0 (got {list(source.roi)})")
+    if bool(source.width) != bool(source.height) or bool(source.lores_width) != bool(source.lores_height):
+        raise checker.error("source", "height", "and width go together: set both, or neither")
+    if source.fourcc and (len(source.fourcc) != 4 or not source.fourcc.isascii()):
+        raise checker.error("source", "fourcc", f"must be four ASCII characters such as MJPG (got {source.fourcc!r})")
+    if source.reconnect_max_s < source.reconnect_min_s:
+        raise checker.error("source", "reconnect_max_s", "must be at least reconnect_min_s")
+    for name in ("mean", "std"):
+        values = getattr(config.model, name)
+        if len(values) not in (0, 1, 3):
+            raise checker.error("model", name, f"needs 1 or 3 values (got {len(values)})")
+    if any(s <= 0 for s in config.model.std):
+        raise checker.error("model", "std", "values must be positive")
 
 
 def _resolve_paths(section: str, data: Any, base: Path) -> Any:
@@ -142,4 +246,11 @@ def _resolve_paths(section: str, data: Any, base: Path) -> Any:
 
 
 def _is_relative_path(value: str) -> bool:
-    return bool(value) and value != "-" and not value.isdigit() and "://" not in value and not Path(value).is_absolute()
+    return (
+        bool(value)
+        and value != "-"
+        and not value.isdigit()
+        and "://" not in value
+        and not value.startswith("picamera2")
+        and not Path(value).is_absolute()
+    )

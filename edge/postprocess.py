@@ -1,6 +1,6 @@
 """From the model's raw output to labelled scores: dequantize, softmax where needed, top-k."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -13,6 +13,7 @@ class Classification:
     score: float
     topk: tuple[tuple[str, float], ...]
     latency_ms: float
+    probabilities: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)
 
     def to_json(self) -> dict:
         return {
@@ -35,10 +36,20 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum()
 
 
+def looks_like_probabilities(values: np.ndarray) -> bool:
+    return bool(values.min() >= -1e-3 and abs(float(values.sum()) - 1.0) < 0.05)
+
+
 def scores(raw: np.ndarray, spec: TensorSpec, kind: str) -> np.ndarray:
-    """Per-class probabilities from a raw output row; ``kind`` is 'probabilities' or 'logits'."""
+    """Per-class probabilities from a raw output row.
+
+    ``kind`` is 'probabilities', 'logits', or 'auto' for models that do not say: the softmax is then
+    applied when the output is not already a distribution.
+    """
     values = dequantize(raw.reshape(-1), spec)
-    return softmax(values) if kind == "logits" else values
+    if kind == "logits" or (kind == "auto" and not looks_like_probabilities(values)):
+        return softmax(values)
+    return values
 
 
 def top_k(probabilities: np.ndarray, labels: tuple[str, ...], k: int) -> tuple[tuple[str, float], ...]:

@@ -1,9 +1,12 @@
 """The TFLite interpreter behind a small interface: LiteRT first, then tflite-runtime, then TensorFlow.
 
-Quantization parameters are read from the interpreter, never assumed.
+Quantization parameters are read from the interpreter, never assumed. A model compiled for the Coral
+Edge TPU (it carries the ``edgetpu-custom-op``) runs through the Edge TPU delegate.
 """
 
+import ctypes
 import importlib
+import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,13 +28,40 @@ RUNTIMES = (
 )
 
 
+EDGETPU_OP = b"edgetpu-custom-op"
+EDGETPU_LIBRARY = "libedgetpu.so.1"
+DELEGATES = ("auto", "cpu", "edgetpu")
+
+
 @dataclass(frozen=True)
 class RuntimeInfo:
     name: str
     version: str
 
 
-def _interpreter_class() -> tuple[type, RuntimeInfo]:
+def available_runtimes() -> list[tuple[str, str]]:
+    """Each runtime in order of preference: its version, or why it cannot be used.
+
+    Only the first installed one is imported (the one the daemon would use): importing TensorFlow
+    on a workstation just to list it would take many seconds.
+    """
+    found, chosen = [], False
+    for package, module_name in RUNTIMES:
+        if importlib.util.find_spec(module_name.split(".")[0]) is None:
+            found.append((package, "not installed"))
+            continue
+        if not chosen:
+            try:
+                importlib.import_module(module_name)
+            except ImportError as e:
+                found.append((package, f"installed but not importable ({e})"))
+                continue
+            chosen = True
+        found.append((package, _package_version(package)))
+    return found
+
+
+def _runtime_module() -> tuple[Any, RuntimeInfo]:
     failures = []
     for package, module_name in RUNTIMES:
         try:
@@ -39,8 +69,7 @@ def _interpreter_class() -> tuple[type, RuntimeInfo]:
         except ImportError as e:
             failures.append(f"{package}: {e}")
             continue
-        version = _package_version(package)
-        return module.Interpreter, RuntimeInfo(package, version)
+        return module, RuntimeInfo(package, _package_version(package))
     raise EdgesightError(
         "no TFLite runtime imports (" + "; ".join(failures) + "); install one: pip install ai-edge-litert",
         EXIT_UNAVAILABLE,
@@ -66,14 +95,41 @@ def _tensor_spec(detail: dict[str, Any]) -> TensorSpec:
     )
 
 
+def compiled_for_edgetpu(path: Path) -> bool:
+    """True when the Edge TPU compiler produced this model (it then needs the Edge TPU delegate)."""
+    try:
+        return EDGETPU_OP in Path(path).read_bytes()
+    except OSError:
+        return False
+
+
+def _edgetpu_delegate(module: Any, path: Path) -> Any:
+    load_delegate = getattr(module, "load_delegate", None) or module.experimental.load_delegate
+    try:
+        # Loading the library first keeps a failed Delegate() from printing its own traceback at exit.
+        ctypes.CDLL(EDGETPU_LIBRARY)
+        return load_delegate(EDGETPU_LIBRARY)
+    except (ValueError, OSError, RuntimeError) as e:
+        raise EdgesightError(
+            f"{path}: needs the Coral Edge TPU, but {EDGETPU_LIBRARY} does not load ({e}); install the Edge TPU"
+            " runtime (libedgetpu1-std from Coral's apt repository) and plug the accelerator in, or use the"
+            ' model\'s CPU version with [model] delegate = "cpu"',
+            EXIT_UNAVAILABLE,
+        ) from e
+
+
 class Model:
     """A loaded single-input, single-output TFLite model; ``invoke`` returns the raw output row."""
 
-    def __init__(self, path: Path, num_threads: int | None = None) -> None:
-        interpreter_class, self.runtime = _interpreter_class()
+    def __init__(self, path: Path, num_threads: int | None = None, delegate: str = "auto") -> None:
+        module, self.runtime = _runtime_module()
         self.path = Path(path)
+        self.edgetpu = delegate == "edgetpu" or (delegate == "auto" and compiled_for_edgetpu(self.path))
+        delegates = [_edgetpu_delegate(module, self.path)] if self.edgetpu else []
         try:
-            self._interpreter = interpreter_class(model_path=str(self.path), num_threads=num_threads)
+            self._interpreter = module.Interpreter(
+                model_path=str(self.path), num_threads=num_threads, experimental_delegates=delegates
+            )
             self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise EdgesightError(f"{self.path}: not a loadable TFLite model ({e})", EXIT_DATA) from e
@@ -89,7 +145,14 @@ class Model:
         self._output_index = outputs[0]["index"]
         self.input = _tensor_spec(inputs[0])
         self.output = _tensor_spec(outputs[0])
-        log.info("loaded %s with %s %s (%s threads)", self.path, self.runtime.name, self.runtime.version, num_threads)
+        log.info(
+            "loaded %s with %s %s (%s threads%s)",
+            self.path,
+            self.runtime.name,
+            self.runtime.version,
+            num_threads,
+            ", Edge TPU" if self.edgetpu else "",
+        )
 
     def invoke(self, tensor: np.ndarray) -> np.ndarray:
         """Run one input of the model's shape and dtype (batch of one); return its output without the batch."""

@@ -1,5 +1,6 @@
 """Shared real parts: the digits dataset, a model trained on it once per session, its int8 bundle."""
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -53,3 +54,158 @@ def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *fragm
     assert len(errors) == 1, result.stderr
     for fragment in fragments:
         assert fragment in errors[0], errors[0]
+
+
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def car_video() -> Path:
+    """A real H.264 clip (768x432, 12.5 fps, 377 frames); see ../shared/data/README.md."""
+    path = SHARED_DATA / "car-detection.mp4"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent: the real-video tests need the shared data folder beside the project")
+    return path
+
+
+class MjpegServer:
+    """An HTTP MJPEG camera (multipart/x-mixed-replace) on 127.0.0.1, served from threads.
+
+    ``stop()`` closes the listening socket and every open stream, as a camera that loses power;
+    ``start()`` serves again on the same port.
+    """
+
+    def __init__(self, frames: list[bytes], fps: float = 25.0) -> None:
+        self.frames, self.interval = frames, 1.0 / fps
+        self.port = 0
+        self.connections = 0
+        self._server = None
+        self._thread = None
+        self._stopping = None
+        self._clients: set = set()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/stream.mjpg"
+
+    def start(self) -> None:
+        import socketserver
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        owner, stopping = self, threading.Event()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                owner.connections += 1
+                owner._clients.add(self.connection)
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                index = 0
+                try:
+                    while not stopping.is_set():
+                        jpeg = owner.frames[index % len(owner.frames)]
+                        index += 1
+                        head = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+                        self.wfile.write(head.encode() + jpeg + b"\r\n")
+                        stopping.wait(owner.interval)
+                except OSError:
+                    pass  # the client went away, or stop() cut the connection
+                finally:
+                    owner._clients.discard(self.connection)
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        class Server(ThreadingHTTPServer):
+            allow_reuse_address = True
+            daemon_threads = False  # server_close() joins the stream threads
+
+        self._stopping = stopping
+        self._server = Server(("127.0.0.1", self.port), Handler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="mjpeg-server", daemon=True)
+        self._thread.start()
+        assert isinstance(self._server, socketserver.TCPServer)
+
+    def stop(self) -> None:
+        import socket
+
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._stopping.set()
+        for client in list(self._clients):
+            with contextlib.suppress(OSError):
+                client.shutdown(socket.SHUT_RDWR)
+        self._server.server_close()
+        self._thread.join(timeout=10)
+        self._server = None
+
+
+@pytest.fixture
+def mjpeg_server(request: pytest.FixtureRequest):
+    """A factory: ``serve(jpeg_frames, fps)`` starts an MJPEG server; every one is stopped at teardown."""
+    servers: list[MjpegServer] = []
+
+    def serve(frames: list[bytes], fps: float = 25.0) -> MjpegServer:
+        server = MjpegServer(frames, fps)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield serve
+    for server in servers:
+        server.stop()
+
+
+def wait_for(condition, timeout: float = 30.0, what: str = "condition"):
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="session")
+def digits_tflite(digits_run, digits_bundle, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The digits network converted three ways, as plain .tflite files each beside a labels.txt:
+    float32, uint8 input/output and int8 input/output (the bundle's own model)."""
+    import contextlib
+    import io
+    import shutil
+
+    import tensorflow as tf
+
+    from train.data import load_arrays
+    from train.quantize import representative_set
+
+    model = digits_run.load_model()
+    calibration, _, _ = load_arrays(digits_run.examples("train")[:200], digits_run.config.preprocess)
+    out = tmp_path_factory.mktemp("plain")
+    paths = {}
+    for kind in ("float32", "uint8"):
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        if kind == "uint8":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = lambda: representative_set(calibration, 200, 0)
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.inference_input_type = tf.uint8
+            converter.inference_output_type = tf.uint8
+        with contextlib.redirect_stdout(io.StringIO()):
+            paths[kind] = out / kind / "digits.tflite"
+            paths[kind].parent.mkdir()
+            paths[kind].write_bytes(converter.convert())
+    paths["int8"] = out / "int8" / "digits.tflite"
+    paths["int8"].parent.mkdir()
+    shutil.copy(digits_bundle / "model.tflite", paths["int8"])
+    for path in paths.values():
+        shutil.copy(digits_bundle / "labels.txt", path.with_name("labels.txt"))
+    return paths

@@ -69,7 +69,11 @@ def test_run_prints_one_line_per_video_frame(digits_run, digits_bundle, tmp_path
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["frame"] for line in lines] == list(range(len(examples)))
-    assert set(lines[0]) == {"ts", "frame", "label", "score", "topk", "latency_ms"}
+    assert set(lines[0]) == {"ts", "frame", "label", "score", "topk", "latency_ms"} | {
+        "frame_age_ms",
+        "state",
+        "state_changed",
+    }
     assert len(lines[0]["topk"]) == 2
     assert all(b["ts"] >= a["ts"] for a, b in itertools.pairwise(lines))
     expected = [digits_run.classes[e.label] for e in examples]
@@ -148,9 +152,9 @@ def test_golden_check_refuses_a_bundle_whose_preprocessing_was_altered(digits_bu
 
 def test_unknown_config_key_exits_78(digits_bundle, tmp_path):
     config = tmp_path / "edgesight.toml"
-    config.write_text(f'[source]\nuri = "x.mp4"\nfps = 5\n[model]\npath = "{digits_bundle}"\n')
-    assert_one_line_error(run_cli("edgesight", "run", "--config", str(config)), 78, ":3: [source] fps")
-    assert_one_line_error(run_cli("edgesight", "check", "--config", str(config)), 78, "fps is not a known key")
+    config.write_text(f'[source]\nuri = "x.mp4"\nframerate = 5\n[model]\npath = "{digits_bundle}"\n')
+    assert_one_line_error(run_cli("edgesight", "run", "--config", str(config)), 78, ":3: [source] framerate")
+    assert_one_line_error(run_cli("edgesight", "check", "--config", str(config)), 78, "framerate is not a known key")
 
 
 def test_missing_source_is_one_line_error(digits_bundle, tmp_path):
@@ -160,7 +164,7 @@ def test_missing_source_is_one_line_error(digits_bundle, tmp_path):
 
 
 def test_every_command_has_help_with_an_example():
-    for args in ([], ["classify"], ["run"], ["check"]):
+    for args in ([], ["classify"], ["run"], ["check"], ["doctor"]):
         result = run_cli("edgesight", *args, "--help")
         assert result.returncode == 0 and "example" in result.stdout, args
 
@@ -176,3 +180,24 @@ def test_importing_the_device_cli_does_not_import_tensorflow():
     imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines() if "|" in line}
     assert "cv2" in imported  # the check sees real imports
     assert not imported & {"tensorflow", "keras", "tf_keras"}
+
+
+def test_check_validates_model_and_source_without_running(digits_bundle, car_video, tmp_path):
+    config = tmp_path / "edgesight.toml"
+    config.write_text(f'[source]\nuri = "{car_video}"\n[model]\npath = "{digits_bundle}"\n')
+    result = run_cli("edgesight", "check", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "golden samples agree" in result.stdout and f"video file {car_video}" in result.stdout
+    config.write_text(config.read_text() + '[results]\nsmoothing = "median"\n')
+    result = run_cli("edgesight", "check", "--config", str(config))
+    assert_one_line_error(result, 78, ":6: [results] smoothing must be one of none, ema, majority")
+
+
+def test_run_a_plain_tflite_with_labels(digits_tflite, digits_dir, tmp_path):
+    config = tmp_path / "edgesight.toml"
+    model = digits_tflite["uint8"]
+    config.write_text(f'[source]\nuri = "{digits_dir / "6"}"\n[model]\npath = "{model}"\n')
+    result = run_cli("edgesight", "run", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    labels = [json.loads(line)["label"] for line in result.stdout.splitlines()]
+    assert len(labels) == len(list((digits_dir / "6").iterdir())) and labels.count("6") / len(labels) >= 0.95

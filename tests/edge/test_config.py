@@ -72,3 +72,46 @@ def test_invalid_toml_and_missing_file(tmp_path):
     with pytest.raises(EdgesightError) as missing:
         load_config(tmp_path / "absent.toml")
     assert missing.value.exit_code == EXIT_CONFIG
+
+
+def test_new_sections_have_documented_defaults(tmp_path):
+    config = load_config(config_file(tmp_path, GOOD))
+    assert config.source.timeout_s == 5.0 and config.source.reconnect_max_s == 30.0 and config.source.roi == ()
+    assert config.results.threshold == 0.0 and config.results.smoothing == "none" and config.results.debounce == 1
+    assert config.dataloop.dir == "" and config.dataloop.max_mb == 100.0
+    assert config.model.delegate == "auto"
+
+
+def test_choice_names_the_allowed_values(tmp_path):
+    error = error_of(tmp_path, GOOD + '\n[results]\nsmoothing = "median"\n')
+    assert ":10: [results] smoothing must be one of none, ema, majority (got 'median')" in str(error)
+    assert error.exit_code == EXIT_CONFIG
+
+
+def test_numbers_out_of_range_or_not_finite(tmp_path):
+    error = error_of(tmp_path, GOOD + "\n[results]\nthreshold = 1.5\n")
+    assert "[results] threshold must be at most 1 (got 1.5)" in str(error)
+    error = error_of(tmp_path, GOOD + "\n[results]\nthreshold = nan\n")
+    assert "[results] threshold must be a number (got nan)" in str(error)
+    error = error_of(tmp_path, GOOD.replace("loop = true", "loop = true\ntimeout_s = 0"))
+    assert ":4: [source] timeout_s must be at least 0.1 (got 0.0)" in str(error)
+
+
+def test_lists_and_keys_that_go_together(tmp_path):
+    error = error_of(tmp_path, GOOD.replace("loop = true", "roi = [0, 0, 10]"))
+    assert "[source] roi must be [x, y, width, height]" in str(error)
+    error = error_of(tmp_path, GOOD.replace("loop = true", 'roi = [0, "a", 1, 1]'))
+    assert "[source] roi must be an integer (got 'a')" in str(error)
+    error = error_of(tmp_path, GOOD.replace("loop = true", "width = 640"))
+    assert "[source] height and width go together" in str(error)
+    error = error_of(tmp_path, GOOD.replace("loop = true", 'fourcc = "MJPEG"'))
+    assert "[source] fourcc must be four ASCII characters" in str(error)
+    config = load_config(config_file(tmp_path, GOOD.replace("loop = true", "roi = [10, 20, 300, 200]")))
+    assert config.source.roi == (10, 20, 300, 200)
+
+
+def test_picamera_uri_and_data_loop_dir_resolution(tmp_path):
+    config = load_config(
+        config_file(tmp_path, GOOD.replace('"clip.mp4"', '"picamera2:1"') + '\n[dataloop]\ndir = "review"\n')
+    )
+    assert config.source.uri == "picamera2:1" and config.dataloop.dir == str(tmp_path / "review")

@@ -1,0 +1,74 @@
+"""Frame sources and the capture thread that keeps only the freshest frame.
+
+``open_source`` picks the source kind from the configured URI; ``CaptureThread`` reads it into a
+``FrameMailbox``, reconnecting with exponential backoff and reporting into ``Health``.
+"""
+
+import glob
+from pathlib import Path
+
+from edge.capture.base import Frame, Source, SourceLostError
+from edge.capture.files import ImageSource, VideoFileSource
+from edge.capture.mailbox import FrameMailbox, SourceEndedError
+from edge.capture.opencv import CameraSource, StreamSource
+from edge.capture.picamera import SCHEME as PICAMERA_SCHEME
+from edge.capture.picamera import PicameraSource
+from edge.capture.thread import CaptureThread
+from edge.config import SourceConfig
+from edge.errors import EXIT_CONFIG, EXIT_NO_INPUT, EdgesightError
+from edge.images import IMAGE_SUFFIXES, image_files, is_image_file
+
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://", "rtmp://")
+
+__all__ = [
+    "CaptureThread",
+    "Frame",
+    "FrameMailbox",
+    "Source",
+    "SourceEndedError",
+    "SourceLostError",
+    "open_source",
+]
+
+
+def open_source(config: SourceConfig, model_size: tuple[int, int] = (224, 224)) -> Source:
+    """The source the URI names, checked up front: a missing file is an error, a camera that does not
+    open yet is retried later. ``model_size`` (width, height) is the default picamera2 lores size."""
+    uri = config.uri
+    if uri == PICAMERA_SCHEME or uri.startswith(PICAMERA_SCHEME + ":"):
+        index = uri.partition(":")[2] or "0"
+        if not index.isdigit():
+            raise EdgesightError(f"source {uri!r}: write picamera2 or picamera2:N with a camera number", EXIT_CONFIG)
+        lores = (config.lores_width, config.lores_height) if config.lores_width else model_size
+        main = (config.width, config.height) if config.width else None
+        return PicameraSource(
+            int(index),
+            lores=lores,
+            buffers=config.buffers,
+            fps=config.fps,
+            timeout_s=config.timeout_s,
+            **({"main": main} if main else {}),
+        )
+    if uri.isdigit() or uri.startswith("/dev/video"):
+        device: int | str = int(uri) if uri.isdigit() else uri
+        return CameraSource(device, config.width, config.height, config.fps, config.fourcc, config.timeout_s)
+    if uri.startswith(STREAM_SCHEMES):
+        return StreamSource(uri, config.timeout_s)
+    path = Path(uri)
+    if any(ch in uri for ch in "*?["):
+        found = glob.glob(uri, recursive=True)  # noqa: PTH207 (Path.glob takes no absolute patterns)
+        matches = sorted(Path(p) for p in found if is_image_file(Path(p)))
+        if not matches:
+            raise EdgesightError(f"source {uri}: the pattern matches no images", EXIT_NO_INPUT)
+        return ImageSource(matches, config.loop)
+    if path.is_dir():
+        files = image_files(path)
+        if not files:
+            suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+            raise EdgesightError(f"source {uri}: the folder holds no images ({suffixes})", EXIT_NO_INPUT)
+        return ImageSource(files, config.loop)
+    if path.is_file():
+        if is_image_file(path):
+            return ImageSource([path], config.loop)
+        return VideoFileSource(str(path), config.loop, config.pace)
+    raise EdgesightError(f"source {uri!r}: no such file, folder, camera index or stream URL", EXIT_NO_INPUT)

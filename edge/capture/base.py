@@ -1,0 +1,41 @@
+"""What every frame source shares: the frame it yields, the failure that means "reconnect", its interface."""
+
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Frame:
+    image: np.ndarray  # BGR uint8, as OpenCV decodes
+    index: int  # position in the capture sequence, counted across reconnects
+    ts: float  # wall-clock capture time, seconds since the epoch
+    captured: float  # time.monotonic() at capture, for ages and rates
+
+
+def stamp(image: np.ndarray, index: int) -> Frame:
+    return Frame(image=image, index=index, ts=time.time(), captured=time.monotonic())
+
+
+class SourceLostError(Exception):
+    """A source failed to open or to deliver a frame in time: close it, wait, open it again."""
+
+
+class Source(Protocol):
+    """A frame source. ``open`` and ``read`` raise ``SourceLostError`` for what a retry can cure and
+    ``EdgesightError`` for what it cannot (a bad config, a missing library)."""
+
+    description: str
+    live: bool  # frames arrive in real time: stale ones are dropped, never waited for
+    frame_interval: float  # seconds between frames when paced at the source's own rate, else 0
+    skipped: int  # undecodable items passed over
+
+    def open(self) -> None: ...
+
+    def read(self) -> np.ndarray | None:
+        """The next BGR frame, or None when a finite source has ended."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,105 @@
+"""Live sources through OpenCV: V4L2/USB cameras and network streams (RTSP, HTTP MJPEG) via FFmpeg."""
+
+import logging
+
+import cv2
+import numpy as np
+
+from edge.capture.base import SourceLostError
+
+log = logging.getLogger(__name__)
+
+
+class CameraSource:
+    """A V4L2 camera by index or /dev/videoN, with the requested size, rate and pixel format."""
+
+    live = True
+    frame_interval = 0.0
+
+    def __init__(
+        self, device: int | str, width: int = 0, height: int = 0, fps: float = 0.0, fourcc: str = "", timeout_s=5.0
+    ) -> None:
+        self.device = device
+        self.width, self.height, self.fps, self.fourcc = width, height, fps, fourcc
+        self.timeout_ms = int(timeout_s * 1000)
+        self.skipped = 0
+        self.description = f"camera {device}"
+        self._capture: cv2.VideoCapture | None = None
+
+    def open(self) -> None:
+        capture = cv2.VideoCapture(self.device, cv2.CAP_V4L2)
+        if not capture.isOpened():
+            capture.release()
+            raise SourceLostError(f"{self.description} cannot be opened (unplugged, or in use by another program?)")
+        # The pixel format goes first: many UVC cameras offer their higher sizes and rates only as MJPG.
+        if self.fourcc:
+            capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*self.fourcc))
+        if self.width and self.height:
+            capture.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
+            capture.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
+        if self.fps:
+            capture.set(cv2.CAP_PROP_FPS, self.fps)
+        capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the driver queue adds latency; we keep the freshest frame
+        capture.set(cv2.CAP_PROP_READ_TIMEOUT_MSEC, self.timeout_ms)
+        got = (capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        log.info("%s: %dx%d at %.1f fps", self.description, got[0], got[1], capture.get(cv2.CAP_PROP_FPS))
+        if self.width and self.height and got != (self.width, self.height):
+            log.warning("%s: asked for %dx%d, the camera gives %dx%d", self.description, self.width, self.height, *got)
+        self._capture = capture
+
+    def close(self) -> None:
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
+
+    def read(self) -> np.ndarray:
+        if self._capture is None:
+            raise SourceLostError("not open")
+        ok, image = self._capture.read()
+        if not ok:
+            raise SourceLostError(f"{self.description} delivered no frame within {self.timeout_ms} ms")
+        return image
+
+
+class StreamSource:
+    """An RTSP or HTTP (MJPEG) URL through OpenCV's FFmpeg backend, with open and read timeouts."""
+
+    live = True
+    frame_interval = 0.0
+
+    def __init__(self, url: str, timeout_s: float = 5.0) -> None:
+        self.url = url
+        self.timeout_ms = int(timeout_s * 1000)
+        self.skipped = 0
+        self.description = f"stream {_redact(url)}"
+        self._capture: cv2.VideoCapture | None = None
+
+    def open(self) -> None:
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, self.timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, self.timeout_ms]
+        capture = cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, params)
+        if not capture.isOpened():
+            capture.release()
+            raise SourceLostError(f"{self.description} cannot be opened")
+        self._capture = capture
+
+    def close(self) -> None:
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
+
+    def read(self) -> np.ndarray:
+        if self._capture is None:
+            raise SourceLostError("not open")
+        ok, image = self._capture.read()
+        if not ok:
+            raise SourceLostError(f"{self.description} ended or delivered no frame within {self.timeout_ms} ms")
+        return image
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for logs and health."""
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest.split("/", 1)[0]:
+        credentials, host = rest.split("@", 1)
+        return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
+    return url

@@ -1,0 +1,108 @@
+"""The capture thread: reads a source into the mailbox, paces files, reconnects with backoff."""
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from edge.capture.base import Source, SourceLostError, stamp
+from edge.capture.mailbox import FrameMailbox
+from edge.errors import EXIT_SOFTWARE, EdgesightError
+from edge.health import Health
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    first_s: float = 0.5
+    max_s: float = 30.0
+
+    def delays(self) -> Iterator[float]:
+        """0.5, 1, 2, 4 ... seconds, capped."""
+        delay = self.first_s
+        while True:
+            yield delay
+            delay = min(delay * 2, self.max_s)
+
+
+class CaptureThread(threading.Thread):
+    """Owns the source: opens it, reads it and closes it, all in this one thread."""
+
+    def __init__(
+        self, source: Source, mailbox: FrameMailbox, health: Health, stop: threading.Event, backoff: Backoff
+    ) -> None:
+        super().__init__(name="capture", daemon=True)
+        self.source, self.mailbox, self.health, self.stop, self.backoff = source, mailbox, health, stop, backoff
+        self._index = 0
+        self._frames_since_open = 0
+
+    def run(self) -> None:
+        try:
+            self._run()
+            if self.health.snapshot().source_state != "ended":
+                self.health.update(source_state="stopped")
+        except EdgesightError as e:
+            self.health.update(source_state="failed", source_error=str(e))
+            self.mailbox.close(e)
+        except Exception as e:
+            log.exception("capture thread failed")
+            self.health.update(source_state="failed", source_error=repr(e))
+            self.mailbox.close(EdgesightError(f"capture failed: {e!r}; please report it", EXIT_SOFTWARE))
+        finally:
+            self.health.update(frames_skipped=self.source.skipped)
+            self.mailbox.close()
+
+    def _run(self) -> None:
+        self.health.update(source=self.source.description)
+        delays = self.backoff.delays()
+        first_attempt = True
+        while not self.stop.is_set():
+            if not first_attempt:
+                self.health.count(reconnects=1)
+            first_attempt = False
+            self._frames_since_open = 0
+            try:
+                self.source.open()
+                self.health.update(source_state="open")
+                log.info("reading %s", self.source.description)
+                ended = self._read_until_end()
+            except SourceLostError as e:
+                if self._frames_since_open:
+                    delays = self.backoff.delays()  # it worked for a while: start the backoff afresh
+                if self._wait_after(e, delays):
+                    return
+                continue
+            finally:
+                self.source.close()
+            if ended:
+                self.health.update(source_state="ended")
+            return
+
+    def _wait_after(self, error: SourceLostError, delays: Iterator[float]) -> bool:
+        """Record the failure and wait the next backoff delay; True when stopping meanwhile."""
+        delay = next(delays)
+        self.health.update(source_state="reconnecting", source_error=str(error))
+        log.warning("%s; retrying in %.1f s", error, delay)
+        return self.stop.wait(delay)
+
+    def _read_until_end(self) -> bool:
+        """Read frames into the mailbox; True at the end of a finite source, False when stopped."""
+        source = self.source
+        started = time.monotonic()
+        while not self.stop.is_set():
+            image = source.read()
+            if image is None:
+                return True
+            frame = stamp(image, self._index)
+            self._index += 1
+            self._frames_since_open += 1
+            dropped = self.mailbox.put(frame, wait=not source.live)
+            self.health.count(frames_captured=1, frames_dropped=int(dropped))
+            self.health.update(last_frame_ts=frame.ts, frames_skipped=source.skipped)
+            if source.frame_interval:
+                due = started + self._frames_since_open * source.frame_interval
+                if self.stop.wait(max(0.0, due - time.monotonic())):
+                    return False
+        return False

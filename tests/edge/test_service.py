@@ -1,0 +1,183 @@
+"""The daemon loop in-process, with the session's trained digits bundle and real sources."""
+
+import sys
+import threading
+import time
+import types
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.config import Config, DataLoopConfig, ModelConfig, ResultsConfig, SourceConfig
+from edge.errors import EXIT_CONFIG, EdgesightError
+from edge.health import Health
+from edge.service import run
+from tests.conftest import wait_for
+from tests.edge.test_capture import FakePicamera2
+
+pytestmark = pytest.mark.slow
+
+RESULT_KEYS = {"ts", "frame", "label", "score", "topk", "latency_ms", "frame_age_ms", "state", "state_changed"}
+
+
+class Daemon:
+    """``edge.service.run`` in a thread, collecting what it emits."""
+
+    def __init__(self, config: Config, emit_delay: float = 0.0) -> None:
+        self.config, self.results, self.health = config, [], Health()
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self.final = None
+        self._emit_delay = threading.Event()
+        self._delay = emit_delay
+        self.thread = threading.Thread(target=self._run, name="daemon-under-test")
+        self.thread.start()
+
+    def _emit(self, record: dict) -> None:
+        self.results.append(record)
+        if self._delay:
+            self._emit_delay.wait(self._delay)  # stands in for inference slower than the source
+
+    def _run(self) -> None:
+        try:
+            self.final = run(self.config, self.stop, self._emit, self.health)
+        except BaseException as e:
+            self.error = e
+
+    def finish(self, timeout: float = 60) -> None:
+        self.stop.set()
+        self.thread.join(timeout)
+        assert not self.thread.is_alive()
+        if self.error is not None:
+            raise self.error
+
+
+def config(uri: str, bundle, **source) -> Config:
+    return Config(source=SourceConfig(uri=uri, **source), model=ModelConfig(path=str(bundle)))
+
+
+def digit_jpegs(digits_dir, digit: str, count: int = 5) -> list[bytes]:
+    frames = []
+    for path in sorted((digits_dir / digit).iterdir())[:count]:
+        image = cv2.resize(cv2.imread(str(path)), (128, 128), interpolation=cv2.INTER_NEAREST)
+        frames.append(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes())
+    return frames
+
+
+def test_video_file_every_frame_classified_with_its_age(digits_bundle, car_video):
+    daemon = Daemon(config(str(car_video), digits_bundle))
+    daemon.thread.join(120)
+    daemon.finish()
+    assert [r["frame"] for r in daemon.results] == list(range(377))
+    assert set(daemon.results[0]) == RESULT_KEYS
+    assert all(r["frame_age_ms"] >= r["latency_ms"] for r in daemon.results)
+    final = daemon.final
+    assert (final.frames_captured, final.frames_classified, final.frames_dropped) == (377, 377, 0)
+    assert final.source_state == "ended" and final.model["golden_checked"] >= 1
+    assert final.last_result["frame"] == 376 and final.model["fast_preprocessing"] is True
+
+
+def test_mjpeg_stream_dies_and_the_daemon_classifies_again(digits_bundle, digits_dir, mjpeg_server):
+    server = mjpeg_server(digit_jpegs(digits_dir, "7"), fps=20)
+    daemon = Daemon(config(server.url, digits_bundle, timeout_s=2, reconnect_min_s=0.05, reconnect_max_s=0.5))
+    try:
+        wait_for(lambda: len(daemon.results) >= 5, what="results from the stream")
+        server.stop()
+        wait_for(lambda: daemon.health.snapshot().source_state == "reconnecting", what="the loss to be noticed")
+        before = len(daemon.results)
+        server.start()
+        wait_for(lambda: len(daemon.results) >= before + 5, what="results after the restart")
+        snapshot = daemon.health.snapshot()
+        assert snapshot.reconnects >= 1 and snapshot.source_state == "open"
+    finally:
+        daemon.finish()
+    labels = [r["label"] for r in daemon.results]
+    assert labels.count("7") / len(labels) >= 0.9
+    after = daemon.results[before:]
+    assert after[0]["frame"] > daemon.results[before - 1]["frame"]
+
+
+def test_slow_inference_drops_stale_frames_and_frame_age_stays_bounded(digits_bundle, car_video):
+    daemon = Daemon(config(str(car_video), digits_bundle, pace=True, loop=True), emit_delay=0.25)
+    try:
+        wait_for(lambda: len(daemon.results) >= 12, what="a dozen results")
+    finally:
+        daemon.finish()
+    final = daemon.final
+    ages = [r["frame_age_ms"] for r in daemon.results]
+    # The camera runs at 12.5 fps, inference at ~4: a queue would have aged the last frames by seconds.
+    assert final.frames_dropped >= 12
+    assert max(ages) < 1000, ages
+    assert final.frames_captured <= final.frames_classified + final.frames_dropped + 1
+
+
+def test_picamera2_through_its_fake_feeds_the_classifier(digits_bundle, car_video, monkeypatch):
+    capture = cv2.VideoCapture(str(car_video))
+    monkeypatch.setattr(FakePicamera2, "instances", [])
+    monkeypatch.setattr(FakePicamera2, "frames", [capture.read()[1] for _ in range(3)])
+    monkeypatch.setattr(FakePicamera2, "fail_after", None)
+    capture.release()
+    monkeypatch.setitem(sys.modules, "picamera2", types.SimpleNamespace(Picamera2=FakePicamera2))
+    daemon = Daemon(config("picamera2", digits_bundle))
+    try:
+        wait_for(lambda: len(daemon.results) >= 3, what="results from the fake camera")
+    finally:
+        daemon.finish()
+    camera = FakePicamera2.instances[0]
+    assert camera.config["lores"]["size"] == (32, 32)  # the digits model's input size
+    assert camera.closed and daemon.final.source == "Pi camera 0 (lores 32x32)"
+
+
+def test_threshold_smoothing_and_data_loop(digits_bundle, digits_dir, tmp_path):
+    cfg = Config(
+        source=SourceConfig(uri=str(digits_dir / "3")),
+        model=ModelConfig(path=str(digits_bundle)),
+        results=ResultsConfig(threshold=0.999, smoothing="majority", window=3, debounce=2),
+        dataloop=DataLoopConfig(dir=str(tmp_path / "loop"), below=1.0, min_interval_s=0, max_mb=0.1),
+    )
+    daemon = Daemon(cfg)
+    daemon.thread.join(120)
+    daemon.finish()
+    results = daemon.results
+    assert all(r["label"] in ("3", "unknown") for r in results)
+    assert all(r["label"] == "unknown" for r in results if r["score"] < 0.999)
+    assert all(set(r["smoothed"]) == {"label", "score"} for r in results)
+    assert results[0]["state"] is None and results[1]["state"] is not None  # debounce 2
+    saved = sorted((tmp_path / "loop").glob("*.json"))
+    assert saved and daemon.final.dataloop_saved >= len(saved)
+    assert sum(p.stat().st_size for p in (tmp_path / "loop").iterdir()) <= 0.1 * 1024 * 1024
+
+
+def test_roi_outside_the_frame_is_a_config_error(digits_bundle, car_video):
+    daemon = Daemon(config(str(car_video), digits_bundle, roi=(700, 0, 100, 100)))
+    daemon.thread.join(60)
+    with pytest.raises(EdgesightError, match=r"roi \[700, 0, 100, 100\] reaches outside the 768x432") as error:
+        daemon.finish()
+    assert error.value.exit_code == EXIT_CONFIG
+
+
+def test_roi_crops_before_classifying(digits_bundle, digits_dir, tmp_path):
+    digit = cv2.imread(str(sorted((digits_dir / "2").iterdir())[0]))
+    frame = np.zeros((64, 128, 3), np.uint8)
+    frame[16:48, 80:112] = digit  # the digit in the right half, a blank left half
+    cv2.imwrite(str(tmp_path / "frame.png"), frame)
+    daemon = Daemon(config(str(tmp_path / "frame.png"), digits_bundle, roi=(80, 16, 32, 32)))
+    daemon.thread.join(60)
+    daemon.finish()
+    assert daemon.results[0]["label"] == "2"
+
+
+def test_max_fps_spaces_classifications_at_least_its_interval(digits_bundle, digits_dir):
+    emitted = []
+
+    class Timed(Daemon):
+        def _emit(self, record: dict) -> None:
+            emitted.append(time.monotonic())
+            super()._emit(record)
+
+    daemon = Timed(config(str(digits_dir / "1"), digits_bundle, max_fps=20))
+    wait_for(lambda: len(emitted) >= 8, what="eight results")
+    daemon.finish()
+    gaps = np.diff(emitted)
+    assert gaps.min() >= 0.045, gaps  # a lower bound: a busy machine only makes the gaps longer
