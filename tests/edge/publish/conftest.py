@@ -49,18 +49,19 @@ class Mosquitto:
     """Debian's mosquitto on 127.0.0.1, configured by a file in tmp; persistent, so that sessions and
     queued messages survive a stop and start like a real broker's restart."""
 
-    def __init__(self, directory: Path, port: int, extra: str = "") -> None:
+    def __init__(self, directory: Path, port: int) -> None:
         self.directory, self.port = directory, port
         self.config = directory / "mosquitto.conf"
-        self.config.write_text(
-            f"listener {port} 127.0.0.1\n"
-            f"persistence true\npersistence_location {directory}/\n"
-            "queue_qos0_messages true\nmax_queued_messages 100000\n"
-            f"log_dest file {directory}/mosquitto.log\nuser root\n" + extra
-        )
+        self.auth = "allow_anonymous true\n"  # replaced by tests of credentials before a restart
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
+        self.config.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            f"persistence true\npersistence_location {self.directory}/\n"
+            "queue_qos0_messages true\nmax_queued_messages 100000\n"
+            f"log_dest file {self.directory}/mosquitto.log\nuser root\n" + self.auth
+        )
         binary = shutil.which("mosquitto", path=os.environ.get("PATH", "") + ":/usr/sbin")
         if binary is None:
             pytest.fail("mosquitto is not installed: `make test` installs it (apt-get install mosquitto)")
