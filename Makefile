@@ -13,6 +13,8 @@ DEMO ?= demo
 # Training flags; the digits are small greyscale images.
 FIT_FLAGS ?= $(if $(filter data/digits,$(DATA)),--size 32 --color grayscale,)
 PYTEST_FLAGS ?=
+# Debian packages the tests drive: a real MQTT broker and a headless browser.
+TEST_DEBS ?= mosquitto chromium
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
@@ -58,7 +60,11 @@ demo: $(BUNDLE)/manifest.json ## train and quantize the digits, run the daemon o
 	$(BIN)/edgesight run --config $(DEMO)/edgesight.toml | tee $(DEMO)/results.jsonl
 	$(BIN)/python -m train.demo score $(DEMO)/results.jsonl --truth $(DEMO)/truth.txt --min-accuracy 0.95
 
-test: $(STAMP) ## run the test suite (installs what it needs)
+test: $(STAMP) ## run the test suite (installs what it needs, TEST_DEBS from apt when missing)
+	@missing=""; for deb in $(TEST_DEBS); do dpkg -s $$deb >/dev/null 2>&1 || missing="$$missing $$deb"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing (the tests run a real broker and a headless browser)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 	$(BIN)/python -m pytest $(PYTEST_FLAGS)
 
 lint: $(STAMP) ## ruff: lint and formatting
