@@ -154,8 +154,11 @@ def _handler(app: HttpServer) -> type[BaseHTTPRequestHandler]:
                 image = check_upload(body, self.headers.get("Content-Type", ""), app.settings.max_upload_pixels)
             except UploadError as e:
                 return self._error(e.status, str(e))
-            with app.classify_lock:
-                result = app.classify(image)
+            try:
+                with app.classify_lock:
+                    result = app.classify(image)
+            except EdgesightError as e:  # the model could not take it: the client learns why, the server goes on
+                return self._error(HTTPStatus.UNPROCESSABLE_ENTITY, str(e))
             return self._json(HTTPStatus.OK, result)
 
         def _authorized(self) -> bool:

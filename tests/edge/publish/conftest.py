@@ -52,7 +52,7 @@ class Mosquitto:
     def __init__(self, directory: Path, port: int) -> None:
         self.directory, self.port = directory, port
         self.config = directory / "mosquitto.conf"
-        self.auth = "allow_anonymous true\n"  # replaced by tests of credentials before a restart
+        self.extra = "allow_anonymous true\n"  # replaced by tests of credentials or TLS before a restart
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -60,7 +60,7 @@ class Mosquitto:
             f"listener {self.port} 127.0.0.1\n"
             f"persistence true\npersistence_location {self.directory}/\n"
             "queue_qos0_messages true\nmax_queued_messages 100000\n"
-            f"log_dest file {self.directory}/mosquitto.log\nuser root\n" + self.auth
+            f"log_dest file {self.directory}/mosquitto.log\nuser root\n" + self.extra
         )
         binary = shutil.which("mosquitto", path=os.environ.get("PATH", "") + ":/usr/sbin")
         if binary is None:

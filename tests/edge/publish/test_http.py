@@ -55,7 +55,9 @@ def live(digits_classifier, digit_images):
     """A telemetry fed with real classifications of a few digits, and the server over it."""
     telemetry = Telemetry("pi-test")
     manifest = digits_classifier.manifest
-    telemetry.set_model(manifest.name, manifest.version, sha256=manifest.model_sha256, runtime="ai-edge-litert")
+    telemetry.set_model(
+        manifest.name, manifest.version, sha256=manifest.model_sha256, runtime="ai-edge-litert", labels=manifest.labels
+    )
     telemetry.set_source_state(True)
     server = HttpServer(HttpSettings(port=0), telemetry, classify=lambda img: digits_classifier.classify(img).to_json())
     server.start()

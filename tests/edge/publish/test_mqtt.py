@@ -12,6 +12,7 @@ import time
 import cv2
 import pytest
 
+from edge.errors import EXIT_CONFIG, EdgesightError
 from edge.publish.mqtt import MqttSink
 from edge.publish.settings import MqttSettings
 from edge.publish.telemetry import Telemetry
@@ -112,7 +113,7 @@ def test_username_and_password_from_a_file_connect_and_are_never_logged(mosquitt
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), "edge", "correct horse"], check=True)
     passwords.chmod(0o600)
     mosquitto.stop()
-    mosquitto.auth = f"allow_anonymous false\npassword_file {passwords}\n"
+    mosquitto.extra = f"allow_anonymous false\npassword_file {passwords}\n"
     mosquitto.start()
     (tmp_path / "good").write_text("correct horse\n")
     (tmp_path / "bad").write_text("wrong battery\n")
@@ -125,6 +126,62 @@ def test_username_and_password_from_a_file_connect_and_are_never_logged(mosquitt
     accepted.close(timeout=5)
     assert "correct horse" not in caplog.text and "wrong battery" not in caplog.text
     assert caplog.text.count("refused the connection") == 1  # logged once, not on every retry
+
+
+def make_certificates(directory) -> None:
+    """A throw-away CA and a server certificate for 127.0.0.1, made with the openssl command."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "1",
+            "-subj", "/CN=edgesight test CA")  # fmt: skip
+    openssl(
+        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"
+    )
+    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "server.crt", "-days", "1", "-extfile", "san.ext")  # fmt: skip
+
+
+def test_tls_with_the_brokers_ca_connects(mosquitto, tmp_path):
+    make_certificates(tmp_path)
+    mosquitto.stop()
+    tls = f"cafile {tmp_path}/ca.crt\ncertfile {tmp_path}/server.crt\nkeyfile {tmp_path}/server.key\n"
+    mosquitto.extra = "allow_anonymous true\n" + tls
+    mosquitto.start()
+    sink = started(MqttSink(settings(mosquitto.port, tls=True, ca_file=str(tmp_path / "ca.crt"), qos_result=1)))
+    sink.submit(fake_result(0, "1"))
+    wait_until(lambda: sink.counters().delivered == 1, what="a message acknowledged over TLS")
+    sink.close(timeout=5)
+
+
+def test_a_missing_ca_file_is_a_config_error(tmp_path):
+    with pytest.raises(EdgesightError) as error:
+        MqttSink(MqttSettings(tls=True, ca_file=str(tmp_path / "absent.crt")))
+    assert error.value.exit_code == EXIT_CONFIG and str(error.value).startswith("[mqtt] ca_file")
+
+
+def test_stats_are_published_periodically(mosquitto, recorder_factory, telemetry):
+    recorder = recorder_factory([f"{BASE}/stats"])
+    sink = started(MqttSink(settings(mosquitto.port, stats_interval_s=0.2), telemetry))
+    telemetry.on_result(None, fake_result(0, "1"), frame_age_ms=3.0, latency_ms=2.0)
+    telemetry.on_drop(4)
+    stats = recorder.wait_for(f"{BASE}/stats", 4)
+    sink.close(timeout=5)
+    last = stats[-1].json()
+    assert (last["frames"], last["dropped_frames"], last["latency_ms"], last["frame_age_ms"]) == (1, 4, 2.0, 3.0)
+
+
+def test_result_interval_thins_results_but_not_state_changes(mosquitto, recorder_factory):
+    recorder = recorder_factory([f"{BASE}/result", f"{BASE}/state"])
+    sink = started(MqttSink(settings(mosquitto.port, result_interval_s=3600, debounce=1)))
+    for n, label in enumerate("1122"):
+        sink.submit(fake_result(n, label))
+    states = recorder.wait_for(f"{BASE}/state", 2)
+    sink.close(timeout=5)
+    assert [m.json()["frame"] for m in recorder.on(f"{BASE}/result")] == [0]
+    assert [m.json()["label"] for m in states] == ["1", "2"] and sink.throttled == 3
 
 
 @pytest.mark.slow
@@ -236,7 +293,7 @@ def test_broker_outage_mid_run_keeps_classifying_and_delivers_the_queue_in_order
     assert classified_during_outage >= 50  # classification went on at its pace while the broker was away
     assert queued_during_outage >= 50
     counters = sink.counters()
-    assert counters.dropped == 0 and counters.failed == 0 and counters.delivered == feeder.frames
+    assert (counters.dropped, counters.failed) == (0, 0) and counters.delivered == counters.submitted
     wait_until(lambda: len({m.json()["frame"] for m in recorder.on(f"{BASE}/result")}) == feeder.frames,
                what="every result at the recorder")  # fmt: skip
     frames = [m.json()["frame"] for m in recorder.on(f"{BASE}/result")]
