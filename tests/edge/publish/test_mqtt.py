@@ -268,7 +268,7 @@ def test_broker_outage_mid_run_keeps_classifying_and_delivers_the_queue_in_order
     mosquitto, recorder_factory, digits_classifier, digit_images
 ):
     telemetry = Telemetry(DEVICE)
-    recorder = recorder_factory([f"{BASE}/result"])
+    recorder = recorder_factory([f"{BASE}/result", f"{BASE}/available"])
     sink = started(
         MqttSink(settings(mosquitto.port, qos_result=1, queue_size=2000, reconnect_min_s=1, reconnect_max_s=2))
     )
@@ -300,3 +300,5 @@ def test_broker_outage_mid_run_keeps_classifying_and_delivers_the_queue_in_order
     first_seen = list(dict.fromkeys(frames))  # QoS 1 may repeat a message across the reconnect, never reorder
     assert first_seen == list(range(feeder.frames))
     assert json.loads(recorder.on(f"{BASE}/result")[-1].payload)["frame"] == feeder.frames - 1
+    wait_until(lambda: recorder.on(f"{BASE}/available")[-1].payload == b"offline", what="offline on close")
+    assert [m.payload for m in recorder.on(f"{BASE}/available")].count(b"online") == 2  # announced again
