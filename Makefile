@@ -18,6 +18,9 @@ WHEELS ?=
 HOST ?=
 BOOT ?=
 CONFIG ?=
+# Debian packages the tests drive for real: a MQTT broker, a headless browser, and cloud-init to
+# validate the first-boot user-data.
+TEST_DEBS ?= mosquitto chromium cloud-init
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
@@ -63,13 +66,10 @@ demo: $(BUNDLE)/manifest.json ## train and quantize the digits, run the daemon o
 	$(BIN)/edgesight run --config $(DEMO)/edgesight.toml | tee $(DEMO)/results.jsonl
 	$(BIN)/python -m train.demo score $(DEMO)/results.jsonl --truth $(DEMO)/truth.txt --min-accuracy 0.95
 
-# Debian packages the tests drive for real: cloud-init validates the first-boot user-data.
-TEST_DEBS ?= cloud-init
-
 test-debs:
 	@missing=$$(for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then echo "installing $$missing"; $(SUDO) apt-get update -qq; \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; fi
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
 
 test: $(STAMP) test-debs ## run the test suite (installs what it needs, Debian packages included)
 	$(BIN)/python -m pytest $(PYTEST_FLAGS)

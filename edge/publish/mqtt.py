@@ -1,0 +1,369 @@
+"""MQTT: results, debounced state, state-change events, availability and stats, with Home Assistant discovery.
+
+Topics under ``<topic_prefix>/<device_id>/``: ``state`` (retained), ``result``, ``event``, ``available``
+(retained ``online``/``offline``, ``offline`` also the Last Will) and ``stats``. paho-mqtt's network
+thread reconnects with backoff; our worker hands messages to paho only while connected, so a
+broker outage fills our bounded queue (oldest dropped, counted) and nothing else, and after the
+reconnect the queue drains in order behind the messages paho resends.
+"""
+
+import json
+import logging
+import ssl
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge import __version__
+from edge.errors import EXIT_CONFIG, EdgesightError
+from edge.publish.base import Sink
+from edge.publish.secrets import read_secret
+from edge.publish.settings import MqttSettings, check
+from edge.publish.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+ONLINE, OFFLINE = "online", "offline"
+INFLIGHT = 20  # QoS 1/2 messages awaiting their acknowledgement, as paho's own default window
+RECENT_ACKS = 1024  # acknowledgements that overtook publish() returning, kept to match them up
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+
+@dataclass(frozen=True)
+class Topics:
+    state: str
+    result: str
+    event: str
+    available: str
+    stats: str
+
+    @classmethod
+    def of(cls, settings: MqttSettings) -> "Topics":
+        base = f"{settings.topic_prefix}/{settings.resolved_device_id()}"
+        return cls(*(f"{base}/{name}" for name in ("state", "result", "event", "available", "stats")))
+
+
+def _json(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def discovery_messages(settings: MqttSettings, topics: Topics, model: str) -> list[Message]:
+    """Retained Home Assistant discovery configs: label and confidence sensors, and diagnostic stats sensors."""
+    device_id = settings.resolved_device_id()
+    device = {
+        "identifiers": [f"edgesight_{device_id}"],
+        "name": f"edgesight {device_id}",
+        "manufacturer": "edgesight",
+        "model": model or "image classifier",
+        "sw_version": __version__,
+    }
+    # key: (name, state topic, value template, extra fields)
+    sensors: dict[str, tuple[str, str, str, dict[str, Any]]] = {
+        "label": ("Label", topics.state, "{{ value_json.label }}", {"icon": "mdi:image-search"}),
+        "confidence": (
+            "Confidence",
+            topics.state,
+            "{{ (value_json.score * 100) | round(1) }}",
+            {"unit_of_measurement": "%", "state_class": "measurement", "icon": "mdi:gauge"},
+        ),
+        "fps": ("Frames per second", topics.stats, "{{ value_json.fps }}", {"state_class": "measurement"}),
+        "latency": (
+            "Inference latency",
+            topics.stats,
+            "{{ value_json.latency_ms }}",
+            {"unit_of_measurement": "ms", "device_class": "duration", "state_class": "measurement"},
+        ),
+        "frame_age": (
+            "Frame age",
+            topics.stats,
+            "{{ value_json.frame_age_ms }}",
+            {"unit_of_measurement": "ms", "device_class": "duration", "state_class": "measurement"},
+        ),
+        "dropped_frames": (
+            "Dropped frames",
+            topics.stats,
+            "{{ value_json.dropped_frames }}",
+            {"state_class": "total_increasing"},
+        ),
+    }
+    messages = []
+    for key, (name, state_topic, template, extra) in sensors.items():
+        config = {
+            "name": name,
+            "unique_id": f"edgesight_{device_id}_{key}",
+            "state_topic": state_topic,
+            "value_template": template,
+            "availability_topic": topics.available,
+            "payload_available": ONLINE,
+            "payload_not_available": OFFLINE,
+            "device": device,
+            "origin": {"name": "edgesight", "sw_version": __version__},
+            **extra,
+        }
+        if state_topic == topics.stats:
+            config["entity_category"] = "diagnostic"
+        if key == "label":
+            config["json_attributes_topic"] = topics.state
+        topic = f"{settings.discovery_prefix}/sensor/{device_id}/{key}/config"
+        messages.append(Message(topic, _json(config), 1, True))
+    return messages
+
+
+class MqttSink(Sink):
+    """Publishes results to an MQTT broker; never blocks the caller, reconnects on its own.
+
+    ``telemetry``, when given, supplies the model version for ``state`` and the numbers for ``stats``.
+    """
+
+    def __init__(self, settings: MqttSettings, telemetry: Telemetry | None = None) -> None:
+        check(settings, "mqtt")
+        super().__init__("mqtt", settings.queue_size)
+        self.settings = settings
+        self.topics = Topics.of(settings)
+        self.telemetry = telemetry
+        self.throttled = 0  # results not published because of result_interval_s (by design, not a loss)
+        self._submit_lock = threading.Lock()
+        self._candidate: str | None = None
+        self._streak = 0
+        self._state: dict[str, Any] | None = None
+        self._last_result_at = -float("inf")
+        # Connection state, guarded by the base class's condition.
+        self._connected = False
+        self._generation = 0  # successful connects so far
+        self._announced = 0  # the generation whose announcement is done
+        self._announce_again = False  # Home Assistant came online
+        self._drain_first = False  # after a reconnect, paho's resent messages go before new ones
+        self._pending: set[int] = set()
+        self._early_acks: OrderedDict[int, None] = OrderedDict()
+        self._delivered_state: Message | None = None
+        self._problem = ""
+        self._client = self._make_client()
+
+    def _make_client(self) -> paho.Client:
+        s = self.settings
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=s.client_id or f"edgesight-{s.resolved_device_id()}",
+            protocol=paho.MQTTv311,
+        )
+        password = read_secret(s.password_file, "mqtt_password", "[mqtt] password_file")
+        if s.username or password:
+            client.username_pw_set(s.username or None, password)
+        if s.tls:
+            try:
+                client.tls_set(ca_certs=s.ca_file or None, certfile=s.cert_file or None, keyfile=s.key_file or None)
+            except (OSError, ssl.SSLError) as e:
+                raise EdgesightError(f"[mqtt] ca_file/cert_file/key_file: {e}", EXIT_CONFIG) from e
+        client.will_set(self.topics.available, OFFLINE, qos=1, retain=True)
+        client.reconnect_delay_set(s.reconnect_min_s, s.reconnect_max_s)
+        client.max_inflight_messages_set(INFLIGHT)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        return client
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def start(self) -> None:
+        s = self.settings
+        self._client.connect_async(s.host, s.port, keepalive=s.keepalive)
+        self._client.loop_start()
+        super().start()
+
+    # The caller's side: turn a result into messages, without waiting for anything.
+
+    def submit(self, record: dict[str, Any]) -> None:
+        """Queue ``result`` (rate-limited by ``result_interval_s``), and ``state`` + ``event`` on a label change."""
+        now = time.monotonic()
+        label, score = record.get("label"), record.get("score")
+        with self._submit_lock:
+            publish_result = now - self._last_result_at >= self.settings.result_interval_s
+            if publish_result:
+                self._last_result_at = now
+            else:
+                self.throttled += 1
+            self._streak = self._streak + 1 if label == self._candidate else 1
+            self._candidate = label
+            changed = self._streak >= self.settings.debounce and (self._state is None or self._state["label"] != label)
+            before = self._state
+            if changed:
+                model = self.telemetry.model if self.telemetry else None
+                self._state = {
+                    "label": label,
+                    "score": score,
+                    "ts": record.get("ts", round(time.time(), 3)),
+                    "model": model.name if model else None,
+                    "model_version": model.version if model else None,
+                }
+        if publish_result:
+            self._put(Message(self.topics.result, _json(record), self.settings.qos_result, False))
+        if changed:
+            after = self._state
+            assert after is not None
+            self._put(Message(self.topics.state, _json(after), self.settings.qos_state, True))
+            event = {
+                "ts": after["ts"],
+                "before": None if before is None else {k: before[k] for k in ("label", "score")},
+                "after": {k: after[k] for k in ("label", "score")},
+                "model_version": after["model_version"],
+            }
+            self._put(Message(self.topics.event, _json(event), self.settings.qos_event, False))
+
+    # paho's network thread.
+
+    def _on_connect(self, client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        if reason.is_failure:
+            self._report(f"broker {self.settings.host}:{self.settings.port} refused the connection: {reason}")
+            return
+        if self.settings.discovery:
+            client.subscribe(f"{self.settings.discovery_prefix}/status", qos=1)
+        with self._cond:
+            self._connected = True
+            self._generation += 1
+            self._drain_first = bool(self._pending)
+            self._cond.notify_all()
+        self._report("")
+        log.info("mqtt: connected to %s:%d", self.settings.host, self.settings.port)
+        self._wake()
+
+    def _on_connect_fail(self, _client: paho.Client, _userdata: Any) -> None:
+        self._report(f"cannot reach broker {self.settings.host}:{self.settings.port}; retrying with backoff")
+
+    def _on_disconnect(self, _client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        with self._cond:
+            was_connected, self._connected = self._connected, False
+        if was_connected and not self._closing:
+            self._report(f"disconnected from {self.settings.host}:{self.settings.port} ({reason}); reconnecting")
+
+    def _on_publish(self, _client: paho.Client, _userdata: Any, mid: int, _reason: Any, _props: Any) -> None:
+        with self._cond:
+            if mid in self._pending:
+                self._pending.discard(mid)
+                self._delivered += 1
+            else:
+                self._early_acks[mid] = None
+                while len(self._early_acks) > RECENT_ACKS:
+                    self._early_acks.popitem(last=False)
+            self._cond.notify_all()
+
+    def _on_message(self, _client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
+        if message.topic == f"{self.settings.discovery_prefix}/status" and message.payload == ONLINE.encode():
+            log.info("mqtt: Home Assistant is online, announcing again")
+            with self._cond:
+                self._announce_again = True
+            self._wake()
+
+    def _report(self, problem: str) -> None:
+        """Log a connection problem once, not on every retry."""
+        if problem and problem != self._problem:
+            log.warning("mqtt: %s", problem)
+        self._problem = problem
+
+    # The worker.
+
+    def _ready(self) -> bool:
+        """Whether the next queued message may go out now (called holding ``_cond``)."""
+        if not self._connected or self._announced != self._generation or self._announce_again:
+            return False
+        if self._drain_first:
+            if self._pending:
+                return False
+            self._drain_first = False
+        return len(self._pending) < INFLIGHT
+
+    def _work(self) -> None:
+        interval = self.settings.stats_interval_s
+        next_stats = time.monotonic() + interval
+        while True:
+            with self._cond:
+                announce = self._connected and (self._announced != self._generation or self._announce_again)
+                generation = self._generation
+                self._announce_again = False
+            if announce:
+                self._announce()
+                with self._cond:
+                    self._announced = generation
+            if self.telemetry is not None and time.monotonic() >= next_stats:
+                next_stats = time.monotonic() + interval
+                if self._connected:
+                    stats = self.telemetry.stats()
+                    self._send(Message(self.topics.stats, _json(stats), self.settings.qos_stats, False), count=False)
+            item = self._take(self._ready, timeout=max(0.0, next_stats - time.monotonic()))
+            if item is not None:
+                self._send(item)
+                continue
+            with self._cond:
+                if self._finished():
+                    return
+
+    def _announce(self) -> None:
+        """After every (re)connect: online, the discovery configs, the last state we handed over, stats."""
+        self._send(Message(self.topics.available, ONLINE.encode(), 1, True), count=False)
+        if self.settings.discovery:
+            model = self.telemetry.model if self.telemetry else None
+            name = f"{model.name} {model.version}" if model else ""
+            for message in discovery_messages(self.settings, self.topics, name):
+                self._send(message, count=False)
+        if self._delivered_state is not None:
+            self._send(self._delivered_state, count=False)
+        if self.telemetry is not None:
+            self._send(Message(self.topics.stats, _json(self.telemetry.stats()), self.settings.qos_stats, False), False)
+
+    def _send(self, message: Message, count: bool = True) -> None:
+        """Hand one message to paho; QoS 0 is delivered once written, QoS 1/2 once acknowledged."""
+        try:
+            info = self._client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
+        except ValueError as e:  # a payload or topic the protocol cannot carry: a bug or absurd input
+            if count:
+                self._count(False, str(e))
+            return
+        if info.rc == paho.MQTT_ERR_NO_CONN and message.qos == 0:
+            if count:  # lost the race with a disconnect: keep it for the next connection
+                self._requeue(message)
+            return
+        if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
+            if count:
+                self._count(False, paho.error_string(info.rc))
+            return
+        if message.topic == self.topics.state:
+            self._delivered_state = message
+        if not count:
+            return
+        with self._cond:
+            if message.qos == 0:
+                self._delivered += 1
+            elif info.mid in self._early_acks:
+                del self._early_acks[info.mid]
+                self._delivered += 1
+            else:
+                self._pending.add(info.mid)  # QoS 1/2 without a connection: paho resends it after reconnecting
+
+    def _closed(self) -> None:
+        """Wait for outstanding acknowledgements, say ``offline`` (a clean exit sends no Last Will), disconnect."""
+        with self._cond:
+            self._cond.wait_for(lambda: not self._pending or not self._connected, timeout=2.0)
+            lost, connected = len(self._pending), self._connected
+            self._dropped += lost
+        if lost:
+            log.warning("mqtt: %d messages not acknowledged before close", lost)
+        if connected:
+            info = self._client.publish(self.topics.available, OFFLINE, qos=1, retain=True)
+            info.wait_for_publish(timeout=2.0)
+        self._client.disconnect()
+        self._client.loop_stop()

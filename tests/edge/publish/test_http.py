@@ -1,0 +1,250 @@
+"""The HTTP server on 127.0.0.1 with results from the real digits model: health, API, metrics, snapshot,
+classification of uploads, the bearer token, and the page in headless Chromium."""
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import time
+import urllib.request
+import zlib
+from urllib.error import HTTPError
+
+import cv2
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from edge.errors import EXIT_CONFIG, EdgesightError
+from edge.publish.http import HttpServer
+from edge.publish.jsonl import JsonlSink
+from edge.publish.settings import HttpSettings, OutputSettings
+from edge.publish.telemetry import Telemetry
+from tests.edge.publish.conftest import wait_until
+
+
+def request(url: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, dict, bytes]:
+    req = urllib.request.Request(url, data=data, headers=headers or {}, method="POST" if data is not None else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=20) as response:
+            return response.status, dict(response.headers), response.read()
+    except HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    ok, data = cv2.imencode(".png", image)
+    assert ok
+    return data.tobytes()
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header declares a huge image: a decompression bomb's opening."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return b"\x89PNG\r\n\x1a\n" + chunk
+
+
+def never(_image: np.ndarray) -> dict:
+    pytest.fail("a refused upload reached the model")
+
+
+@pytest.fixture
+def live(digits_classifier, digit_images):
+    """A telemetry fed with real classifications of a few digits, and the server over it."""
+    telemetry = Telemetry("pi-test")
+    manifest = digits_classifier.manifest
+    telemetry.set_model(
+        manifest.name, manifest.version, sha256=manifest.model_sha256, runtime="ai-edge-litert", labels=manifest.labels
+    )
+    telemetry.set_source_state(True)
+    server = HttpServer(HttpSettings(port=0), telemetry, classify=lambda img: digits_classifier.classify(img).to_json())
+    server.start()
+
+    def feed(label: str, n: int = 1) -> dict:
+        for i in range(n):
+            image = cv2.imread(str(digit_images[label][i % 5]))
+            result = {"ts": round(time.time(), 3), "frame": i, **digits_classifier.classify(image).to_json()}
+            telemetry.on_result(image, result, frame_age_ms=12.0, latency_ms=result["latency_ms"])
+        return result
+
+    yield server, telemetry, feed
+    server.close()
+
+
+def test_healthz_follows_model_source_and_frames():
+    telemetry = Telemetry("pi-test")
+    server = HttpServer(HttpSettings(port=0, stale_after_s=60), telemetry)
+    server.start()
+    try:
+        status, _, body = request(server.url + "/healthz")
+        assert status == 503 and json.loads(body) == {"status": "unhealthy", "reason": "no model loaded"}
+        telemetry.set_model("digits", "1")
+        telemetry.set_source_state(True)
+        assert json.loads(request(server.url + "/healthz")[2])["reason"] == "no frame classified yet"
+        telemetry.on_result(None, {"label": "1", "score": 1.0, "topk": [["1", 1.0]]}, 1.0, 1.0)
+        assert request(server.url + "/healthz")[:1] == (200,)
+        telemetry.set_source_state(False, "camera unplugged")
+        status, _, body = request(server.url + "/healthz")
+        assert status == 503 and json.loads(body)["reason"] == "source: camera unplugged"
+    finally:
+        server.close()
+
+
+@pytest.mark.slow
+def test_api_result_and_status_show_the_latest_real_result(live):
+    server, _, feed = live
+    assert request(server.url + "/api/result")[0] == 404  # nothing classified yet
+    result = feed("4", 3)
+    status, headers, body = request(server.url + "/api/result")
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    assert json.loads(body) == result and result["label"] == "4"
+    document = json.loads(request(server.url + "/api/status")[2])
+    assert document["model"]["name"] == "digits" and document["model"]["labels"] == [str(d) for d in range(10)]
+    assert document["counters"] == {"frames": 3, "dropped_frames": 0}
+    assert document["health"] == {"ok": True, "reason": "ok"} and document["source"]["ok"] is True
+    assert document["frame_age_ms"]["mean"] == 12.0 and document["uptime_s"] >= 0
+
+
+@pytest.mark.slow
+def test_metrics_parse_with_prometheus_parser(live, tmp_path):
+    server, telemetry, feed = live
+    sink = JsonlSink(OutputSettings(jsonl=str(tmp_path / "r.jsonl")))
+    telemetry.add_sink(sink)
+    sink.start()
+    feed("2", 4)
+    sink.submit({"label": "2"})
+    telemetry.on_drop(2)
+    wait_until(lambda: sink.counters().delivered == 1, what="the jsonl sink")
+    status, headers, body = request(server.url + "/metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    samples = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    assert samples[("edgesight_frames_total", ())] == 4
+    assert samples[("edgesight_frames_dropped_total", ())] == 2
+    assert samples[("edgesight_inference_latency_seconds_count", ())] == 4
+    assert samples[("edgesight_frame_age_seconds_bucket", (("le", "0.025"),))] == 4  # 12 ms frames
+    assert samples[("edgesight_frame_age_seconds_bucket", (("le", "0.01"),))] == 0
+    assert samples[("edgesight_fps", ())] > 0 and samples[("edgesight_source_up", ())] == 1
+    info = next(k for k in samples if k[0] == "edgesight_model_info")
+    assert dict(info[1])["name"] == "digits" and dict(info[1])["runtime"] == "ai-edge-litert"
+    assert samples[("edgesight_publish_delivered_total", (("sink", "jsonl"),))] == 1
+    assert samples[("edgesight_publish_queue_depth", (("sink", "jsonl"),))] == 0
+    assert ("edgesight_publish_failures_total", (("sink", "jsonl"),)) in samples
+    sink.close()
+
+
+@pytest.mark.slow
+def test_snapshot_is_the_latest_frame_as_a_jpeg_at_the_configured_width(live):
+    server, _, feed = live
+    assert request(server.url + "/snapshot.jpg")[0] == 404
+    feed("9")
+    status, headers, body = request(server.url + "/snapshot.jpg")
+    assert status == 200 and headers["Content-Type"] == "image/jpeg"
+    image = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape[1] == 640 and image.shape[0] == 640  # the square digit, enlarged
+
+
+@pytest.mark.slow
+def test_post_classify_answers_like_the_classify_command(live, digits_classifier, digit_images):
+    server, _, _ = live
+    image = cv2.imread(str(digit_images["6"][0]))
+    status, _, body = request(server.url + "/api/classify", png_bytes(image), {"Content-Type": "image/png"})
+    assert status == 200
+    answer = json.loads(body)
+    expected = digits_classifier.classify(image).to_json()
+    assert set(answer) == {"label", "score", "topk", "latency_ms"} and answer["label"] == "6"
+    assert answer["topk"] == expected["topk"]
+    _, jpeg = cv2.imencode(".jpg", cv2.resize(image, (256, 256), interpolation=cv2.INTER_NEAREST))
+    status, _, body = request(server.url + "/api/classify", jpeg.tobytes(), {"Content-Type": "image/jpeg"})
+    assert status == 200 and json.loads(body)["label"] == "6"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "fragment"),
+    [
+        (b"hello, not an image", "image/png", 415, "not a JPEG or PNG"),
+        (png_bytes(np.zeros((8, 8, 3), np.uint8)), "image/jpeg", 415, "is a PNG but is sent as image/jpeg"),
+        (png_bytes(np.zeros((8, 8, 3), np.uint8)), "text/plain", 415, "not image/jpeg or image/png"),
+        (png_claiming(100_000, 100_000), "image/png", 413, "the limit is 12000000 pixels"),
+        (png_claiming(64, 64), "image/png", 422, "cannot be decoded"),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 10_000, "image/png", 422, "no usable image size"),
+    ],
+    ids=["text", "mislabelled", "wrong-type", "bomb", "truncated", "no-header"],
+)
+def test_bad_uploads_are_refused_before_the_model(body, content_type, status, fragment):
+    server = HttpServer(HttpSettings(port=0), Telemetry(), classify=never)
+    server.start()
+    try:
+        code, _, answer = request(server.url + "/api/classify", body, {"Content-Type": content_type})
+        assert code == status and fragment in json.loads(answer)["error"]
+        big = HttpServer(HttpSettings(port=0, max_upload_bytes=100), Telemetry(), classify=never)
+    finally:
+        server.close()
+    big.start()
+    try:
+        code, _, answer = request(
+            big.url + "/api/classify", b"\xff\xd8\xff" + b"\0" * 200, {"Content-Type": "image/jpeg"}
+        )
+        assert code == 413 and "the limit is 100" in json.loads(answer)["error"]
+    finally:
+        big.close()
+
+
+def test_bearer_token_guards_data_but_not_the_page_or_healthz(tmp_path, monkeypatch):
+    (tmp_path / "http_token").write_text("s3cret-token\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    server = HttpServer(HttpSettings(port=0), Telemetry(), classify=never)
+    server.start()
+    try:
+        status, headers, _ = request(server.url + "/api/status")
+        assert status == 401 and headers["WWW-Authenticate"] == "Bearer"
+        assert request(server.url + "/metrics", headers={"Authorization": "Bearer wrong"})[0] == 401
+        assert request(server.url + "/api/status", headers={"Authorization": "Bearer s3cret-token"})[0] == 200
+        assert request(server.url + "/api/classify", b"x", {})[0] == 401  # refused before reading the body
+        assert request(server.url + "/healthz")[0] == 503 and request(server.url + "/")[0] == 200
+    finally:
+        server.close()
+
+
+@pytest.mark.slow
+def test_a_port_in_use_is_a_config_error(live):
+    server, telemetry, _ = live
+    port = int(server.url.rsplit(":", 1)[1])
+    with pytest.raises(EdgesightError) as error:
+        HttpServer(HttpSettings(port=port), telemetry)
+    assert error.value.exit_code == EXIT_CONFIG and f"127.0.0.1:{port}" in str(error.value)
+
+
+def chromium(*args: str, user_data: str) -> subprocess.CompletedProcess:
+    binary = shutil.which("chromium")
+    if binary is None:
+        pytest.fail("chromium is not installed: `make test` installs it (apt-get install chromium)")
+    flags = [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={user_data}", "--virtual-time-budget=5000", "--window-size=1100,700",
+    ]  # fmt: skip
+    env = {**os.environ, "HOME": user_data}
+    return subprocess.run([binary, *flags, *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+@pytest.mark.slow
+@pytest.mark.system
+def test_page_in_headless_chromium_shows_the_current_label_and_top_k(live, tmp_path):
+    server, _, feed = live
+    result = feed("7", 3)
+    assert result["label"] == "7"
+    dom = chromium("--dump-dom", server.url + "/", user_data=str(tmp_path / "profile-dom"))
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert '<div id="label">7</div>' in dom.stdout
+    assert dom.stdout.count('class="bar"') == 3  # the top-k as bars
+    assert "digits" in dom.stdout and ">healthy<" in dom.stdout
+    screenshot = tmp_path / "page.png"
+    shot = chromium(f"--screenshot={screenshot}", server.url + "/", user_data=str(tmp_path / "profile-shot"))
+    assert shot.returncode == 0 and screenshot.stat().st_size > 5000, shot.stderr[-2000:]
+    image = cv2.imread(str(screenshot))
+    assert image.shape[:2] == (700, 1100) and image.std() > 10  # a rendered page, not a blank one

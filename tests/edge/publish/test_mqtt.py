@@ -1,0 +1,304 @@
+"""The MQTT sink against a real mosquitto: topics and payloads, retained state, Home Assistant discovery,
+Last Will, credentials, and a broker outage in the middle of a run."""
+
+import json
+import logging
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import cv2
+import pytest
+
+from edge.errors import EXIT_CONFIG, EdgesightError
+from edge.publish.mqtt import MqttSink
+from edge.publish.settings import MqttSettings
+from edge.publish.telemetry import Telemetry
+from tests.conftest import ROOT
+from tests.edge.publish.conftest import DEADLINE_S, wait_until
+
+pytestmark = pytest.mark.system
+
+DEVICE = "pi-test"
+BASE = f"edgesight/{DEVICE}"
+
+
+def settings(port: int, **kw) -> MqttSettings:
+    return MqttSettings(**{"host": "127.0.0.1", "port": port, "device_id": DEVICE, "stats_interval_s": 3600, **kw})
+
+
+def started(sink: MqttSink) -> MqttSink:
+    sink.start()
+    wait_until(lambda: sink.connected, what="the sink to connect")
+    return sink
+
+
+def fake_result(n: int, label: str) -> dict:
+    """A result dict shaped like the service's, for tests about the protocol rather than the model."""
+    return {"ts": 1764061200.0 + n, "frame": n, "label": label, "score": 0.9, "topk": [[label, 0.9]], "latency_ms": 1.0}
+
+
+@pytest.fixture
+def telemetry() -> Telemetry:
+    t = Telemetry(DEVICE)
+    t.set_model("digits", "2026.11.25", sha256="ab" * 32, runtime="ai-edge-litert")
+    return t
+
+
+def test_messages_queued_without_a_broker_keep_the_newest_up_to_the_bound(mosquitto, recorder_factory, telemetry):
+    recorder = recorder_factory([f"{BASE}/result"])
+    mosquitto.stop()  # the recorder's session survives the restart; the sink starts while the broker is down
+    sink = MqttSink(settings(mosquitto.port, queue_size=10, debounce=1, qos_result=1), telemetry)
+    sink.start()
+    for n in range(50):
+        sink.submit(fake_result(n, "7"))  # 50 results + 1 state + 1 event
+    counters = sink.counters()
+    assert not sink.connected and (counters.queued, counters.dropped) == (10, 42)
+    mosquitto.start()
+    received = recorder.wait_for(f"{BASE}/result", 10)
+    wait_until(lambda: sink.counters().delivered == 10, what="the queue to drain")
+    sink.close(timeout=5)
+    assert [m.json()["frame"] for m in recorder.on(f"{BASE}/result")] == list(range(40, 50))
+    assert len(received) == 10
+
+
+def test_discovery_configs_are_retained_and_announced_again_when_home_assistant_comes_online(
+    mosquitto, recorder_factory, telemetry
+):
+    recorder = recorder_factory(["homeassistant/sensor/#", f"{BASE}/available"])
+    sink = started(MqttSink(settings(mosquitto.port), telemetry))
+    wait_until(lambda: len({m.topic for m in recorder.messages if m.topic.endswith("/config")}) == 6)
+    late = recorder_factory(["homeassistant/sensor/#"], client_id="late")
+    retained = late.wait_for("homeassistant/sensor/pi-test/label/config")[0]
+    assert retained.retain  # a Home Assistant that starts later still finds the device
+    by_key = {m.topic.split("/")[3]: m.json() for m in recorder.messages if m.topic.endswith("/config")}
+    assert set(by_key) == {"label", "confidence", "fps", "latency", "frame_age", "dropped_frames"}
+    for key, config in by_key.items():
+        assert config["availability_topic"] == f"{BASE}/available"
+        assert (config["payload_available"], config["payload_not_available"]) == ("online", "offline")
+        assert config["unique_id"] == f"edgesight_{DEVICE}_{key}"
+        assert config["device"]["identifiers"] == [f"edgesight_{DEVICE}"]
+        assert config["device"]["model"] == "digits 2026.11.25"
+    assert by_key["label"]["state_topic"] == by_key["confidence"]["state_topic"] == f"{BASE}/state"
+    assert by_key["label"]["value_template"] == "{{ value_json.label }}"
+    assert by_key["confidence"]["unit_of_measurement"] == "%"
+    assert by_key["fps"]["state_topic"] == f"{BASE}/stats" and by_key["fps"]["entity_category"] == "diagnostic"
+    assert by_key["latency"]["unit_of_measurement"] == "ms"
+    assert recorder.wait_for(f"{BASE}/available")[-1].payload == b"online"
+
+    before = len(recorder.on("homeassistant/sensor/pi-test/label/config"))
+    recorder.client.publish("homeassistant/status", "online", qos=1)
+    wait_until(lambda: len(recorder.on("homeassistant/sensor/pi-test/label/config")) > before, what="re-announce")
+    again = recorder.on("homeassistant/sensor/pi-test/label/config")[-1]
+    assert again.json() == by_key["label"]
+    sink.close(timeout=5)
+
+
+def test_clean_close_publishes_offline_retained(mosquitto, recorder_factory, telemetry):
+    sink = started(MqttSink(settings(mosquitto.port), telemetry))
+    recorder = recorder_factory([f"{BASE}/available"])
+    recorder.wait_for(f"{BASE}/available")
+    sink.close(timeout=5)
+    assert recorder.wait_for(f"{BASE}/available", 2)[-1].payload == b"offline"
+    late = recorder_factory([f"{BASE}/available"], client_id="late")
+    retained = late.wait_for(f"{BASE}/available")[0]
+    assert retained.retain and retained.payload == b"offline"
+
+
+def test_username_and_password_from_a_file_connect_and_are_never_logged(mosquitto, recorder_factory, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    passwords = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), "edge", "correct horse"], check=True)
+    passwords.chmod(0o600)
+    mosquitto.stop()
+    mosquitto.extra = f"allow_anonymous false\npassword_file {passwords}\n"
+    mosquitto.start()
+    (tmp_path / "good").write_text("correct horse\n")
+    (tmp_path / "bad").write_text("wrong battery\n")
+    rejected = MqttSink(settings(mosquitto.port, username="edge", password_file=str(tmp_path / "bad")))
+    rejected.start()
+    wait_until(lambda: "refused the connection" in caplog.text, what="the refusal to be logged")
+    assert not rejected.connected
+    rejected.close(timeout=1)
+    accepted = started(MqttSink(settings(mosquitto.port, username="edge", password_file=str(tmp_path / "good"))))
+    accepted.close(timeout=5)
+    assert "correct horse" not in caplog.text and "wrong battery" not in caplog.text
+    assert caplog.text.count("refused the connection") == 1  # logged once, not on every retry
+
+
+def make_certificates(directory) -> None:
+    """A throw-away CA and a server certificate for 127.0.0.1, made with the openssl command."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "1",
+            "-subj", "/CN=edgesight test CA")  # fmt: skip
+    openssl(
+        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"
+    )
+    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "server.crt", "-days", "1", "-extfile", "san.ext")  # fmt: skip
+
+
+def test_tls_with_the_brokers_ca_connects(mosquitto, tmp_path):
+    make_certificates(tmp_path)
+    mosquitto.stop()
+    tls = f"cafile {tmp_path}/ca.crt\ncertfile {tmp_path}/server.crt\nkeyfile {tmp_path}/server.key\n"
+    mosquitto.extra = "allow_anonymous true\n" + tls
+    mosquitto.start()
+    sink = started(MqttSink(settings(mosquitto.port, tls=True, ca_file=str(tmp_path / "ca.crt"), qos_result=1)))
+    sink.submit(fake_result(0, "1"))
+    wait_until(lambda: sink.counters().delivered == 1, what="a message acknowledged over TLS")
+    sink.close(timeout=5)
+
+
+def test_a_missing_ca_file_is_a_config_error(tmp_path):
+    with pytest.raises(EdgesightError) as error:
+        MqttSink(MqttSettings(tls=True, ca_file=str(tmp_path / "absent.crt")))
+    assert error.value.exit_code == EXIT_CONFIG and str(error.value).startswith("[mqtt] ca_file")
+
+
+def test_stats_are_published_periodically(mosquitto, recorder_factory, telemetry):
+    recorder = recorder_factory([f"{BASE}/stats"])
+    sink = started(MqttSink(settings(mosquitto.port, stats_interval_s=0.2), telemetry))
+    telemetry.on_result(None, fake_result(0, "1"), frame_age_ms=3.0, latency_ms=2.0)
+    telemetry.on_drop(4)
+    stats = recorder.wait_for(f"{BASE}/stats", 4)
+    sink.close(timeout=5)
+    last = stats[-1].json()
+    assert (last["frames"], last["dropped_frames"], last["latency_ms"], last["frame_age_ms"]) == (1, 4, 2.0, 3.0)
+
+
+def test_result_interval_thins_results_but_not_state_changes(mosquitto, recorder_factory):
+    recorder = recorder_factory([f"{BASE}/result", f"{BASE}/state"])
+    sink = started(MqttSink(settings(mosquitto.port, result_interval_s=3600, debounce=1)))
+    for n, label in enumerate("1122"):
+        sink.submit(fake_result(n, label))
+    states = recorder.wait_for(f"{BASE}/state", 2)
+    sink.close(timeout=5)
+    assert [m.json()["frame"] for m in recorder.on(f"{BASE}/result")] == [0]
+    assert [m.json()["label"] for m in states] == ["1", "2"] and sink.throttled == 3
+
+
+@pytest.mark.slow
+def test_payloads_of_real_results_state_events_and_stats(mosquitto, recorder_factory, digits_classifier, digit_images):
+    telemetry = Telemetry(DEVICE)
+    manifest = digits_classifier.manifest
+    telemetry.set_model(manifest.name, manifest.version, sha256=manifest.model_sha256, runtime="ai-edge-litert")
+    recorder = recorder_factory([f"{BASE}/#"])
+    sink = started(MqttSink(settings(mosquitto.port, debounce=2, qos_result=1), telemetry))
+    telemetry.add_sink(sink)
+    sequence = ["3", "3", "3", "8", "8"]
+    for n, label in enumerate(sequence):
+        image = cv2.imread(str(digit_images[label][n % 5]))
+        result = {"ts": round(time.time(), 3), "frame": n, **digits_classifier.classify(image).to_json()}
+        assert result["label"] == label  # the real model reads these digits right
+        telemetry.on_result(image, result, frame_age_ms=5.0, latency_ms=result["latency_ms"])
+        sink.submit(result)
+    results = [m.json() for m in recorder.wait_for(f"{BASE}/result", 5)]
+    assert [r["frame"] for r in results] == list(range(5))
+    for r in results:
+        assert set(r) == {"ts", "frame", "label", "score", "topk", "latency_ms"}
+        assert isinstance(r["score"], float) and 0 <= r["score"] <= 1 and len(r["topk"]) == 3
+    states = recorder.wait_for(f"{BASE}/state", 2)
+    assert [s.json()["label"] for s in states] == ["3", "8"]  # debounced: 2 in a row before a change
+    state = states[-1].json()
+    assert set(state) == {"label", "score", "ts", "model", "model_version"}
+    assert (state["model"], state["model_version"]) == (manifest.name, manifest.version)
+    events = [m.json() for m in recorder.wait_for(f"{BASE}/event", 2)]
+    assert events[0]["before"] is None and events[0]["after"]["label"] == "3"
+    assert events[1]["before"]["label"] == "3" and events[1]["after"]["label"] == "8"
+    assert set(events[1]) == {"ts", "before", "after", "model_version"}
+    stats = recorder.wait_for(f"{BASE}/stats")[-1].json()  # sent with the announcement on connect
+    assert {"fps", "latency_ms", "frame_age_ms", "dropped_frames", "frames", "publish_dropped"} <= set(stats)
+    sink.close(timeout=5)
+    late = recorder_factory([f"{BASE}/state"], client_id="late")
+    retained = late.wait_for(f"{BASE}/state")[0]
+    assert retained.retain and retained.json() == state
+
+
+@pytest.mark.slow
+def test_last_will_says_offline_when_the_daemon_is_killed(mosquitto, recorder_factory, digits_bundle, digits_dir):
+    recorder = recorder_factory([f"{BASE}/available", f"{BASE}/result"])
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "tests.edge.publish.mqtt_driver", "--port", str(mosquitto.port), "--device", DEVICE,
+         "--bundle", str(digits_bundle), "--images", str(digits_dir / "5")],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        recorder.wait_for(f"{BASE}/result", 3, timeout=60)
+        assert recorder.on(f"{BASE}/available")[-1].payload == b"online"
+        assert recorder.on(f"{BASE}/result")[-1].json()["label"] == "5"
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(DEADLINE_S)
+        wait_until(lambda: recorder.on(f"{BASE}/available")[-1].payload == b"offline", what="the Last Will")
+    finally:
+        driver.kill()
+        driver.wait(DEADLINE_S)
+    assert driver.returncode == -signal.SIGKILL
+    late = recorder_factory([f"{BASE}/available"], client_id="late")
+    assert late.wait_for(f"{BASE}/available")[0].payload == b"offline"  # the will is retained
+
+
+class Feeder(threading.Thread):
+    """The daemon loop's stand-in: classifies real digits as fast as it may and submits every result."""
+
+    def __init__(self, classifier, images, sink: MqttSink, telemetry: Telemetry, period_s: float) -> None:
+        super().__init__(name="feeder", daemon=True)
+        self.classifier, self.images, self.sink, self.telemetry = classifier, images, sink, telemetry
+        self.period_s = period_s
+        self.frames = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(self.period_s):
+            image = self.images[self.frames % len(self.images)]
+            result = {"ts": round(time.time(), 3), "frame": self.frames, **self.classifier.classify(image).to_json()}
+            self.telemetry.on_result(image, result, frame_age_ms=1.0, latency_ms=result["latency_ms"])
+            self.sink.submit(result)
+            self.frames += 1
+
+
+@pytest.mark.slow
+def test_broker_outage_mid_run_keeps_classifying_and_delivers_the_queue_in_order(
+    mosquitto, recorder_factory, digits_classifier, digit_images
+):
+    telemetry = Telemetry(DEVICE)
+    recorder = recorder_factory([f"{BASE}/result", f"{BASE}/available"])
+    sink = started(
+        MqttSink(settings(mosquitto.port, qos_result=1, queue_size=2000, reconnect_min_s=1, reconnect_max_s=2))
+    )
+    images = [cv2.imread(str(p)) for paths in digit_images.values() for p in paths]
+    feeder = Feeder(digits_classifier, images, sink, telemetry, period_s=0.01)
+    feeder.start()
+    try:
+        recorder.wait_for(f"{BASE}/result", 20)
+        mosquitto.stop()
+        wait_until(lambda: not sink.connected, what="the sink to notice the outage")
+        down_at = feeder.frames
+        outage_ends = time.monotonic() + 3.0  # the outage lasts several seconds of classification
+        wait_until(lambda: time.monotonic() > outage_ends, timeout=10, what="the outage")
+        classified_during_outage = feeder.frames - down_at
+        queued_during_outage = sink.counters().queued
+        mosquitto.start()
+        wait_until(lambda: sink.connected and sink.counters().queued < 5, what="reconnect and drain")
+    finally:
+        feeder.stop.set()
+        feeder.join(DEADLINE_S)
+    sink.close(timeout=10)
+    assert classified_during_outage >= 50  # classification went on at its pace while the broker was away
+    assert queued_during_outage >= 50
+    counters = sink.counters()
+    assert (counters.dropped, counters.failed) == (0, 0) and counters.delivered == counters.submitted
+    wait_until(lambda: len({m.json()["frame"] for m in recorder.on(f"{BASE}/result")}) == feeder.frames,
+               what="every result at the recorder")  # fmt: skip
+    frames = [m.json()["frame"] for m in recorder.on(f"{BASE}/result")]
+    first_seen = list(dict.fromkeys(frames))  # QoS 1 may repeat a message across the reconnect, never reorder
+    assert first_seen == list(range(feeder.frames))
+    assert json.loads(recorder.on(f"{BASE}/result")[-1].payload)["frame"] == feeder.frames - 1
+    wait_until(lambda: recorder.on(f"{BASE}/available")[-1].payload == b"offline", what="offline on close")
+    assert [m.payload for m in recorder.on(f"{BASE}/available")].count(b"online") == 2  # announced again
