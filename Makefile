@@ -11,7 +11,9 @@ RUN ?= runs/digits
 BUNDLE ?= bundles/digits
 DEMO ?= demo
 # Training flags; the digits are small greyscale images.
-FIT_FLAGS ?= $(if $(filter data/digits,$(DATA)),--size 32 --color grayscale,)
+FIT_FLAGS ?= $(if $(filter data/digits,$(DATA)),--size 32 --color grayscale --flip none,)
+# The quantization gate: refuse a bundle that loses more than this many accuracy points; --io int8|uint8.
+QUANT_FLAGS ?= --max-drop 1.0 --io int8
 PYTEST_FLAGS ?=
 
 BIN := $(VENV)/bin
@@ -23,7 +25,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
-	@echo "  variables: DATA=$(DATA) RUN=$(RUN) BUNDLE=$(BUNDLE) VENV=$(VENV) FIT_FLAGS='$(FIT_FLAGS)'"
+	@echo "  variables: DATA=$(DATA) RUN=$(RUN) BUNDLE=$(BUNDLE) VENV=$(VENV) FIT_FLAGS='$(FIT_FLAGS)' QUANT_FLAGS='$(QUANT_FLAGS)'"
 
 install: $(STAMP) ## create the virtualenv and install edgesight (again only when setup.cfg changes)
 
@@ -47,11 +49,11 @@ $(RUN)/model.keras: $(STAMP) $(DATA_DEP)
 	$(BIN)/edgesight-train fit $(DATA) --out $(RUN) $(FIT_FLAGS)
 
 $(BUNDLE)/manifest.json: $(RUN)/model.keras
-	$(BIN)/edgesight-train quantize $(RUN) --out $(BUNDLE)
+	$(BIN)/edgesight-train quantize $(RUN) --out $(BUNDLE) $(QUANT_FLAGS)
 
 train: $(RUN)/model.keras ## train DATA into RUN (the digits sample dataset by default)
 
-quantize: $(BUNDLE)/manifest.json ## convert RUN to the int8 bundle BUNDLE, float vs int8 accuracy printed
+quantize: $(BUNDLE)/manifest.json ## convert RUN to the int8 bundle BUNDLE; fails if int8 loses > --max-drop points
 
 demo: $(BUNDLE)/manifest.json ## train and quantize the digits, run the daemon over a video of held-out digits
 	$(BIN)/python -m train.demo video $(RUN) --bundle $(BUNDLE) --out $(DEMO)

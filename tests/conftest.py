@@ -21,11 +21,21 @@ def digits_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def digits_run(digits_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The preprocessed-image cache of the session's runs, out of the user's ~/.cache."""
+    return tmp_path_factory.mktemp("cache")
+
+
+# The digits recipe: small greyscale images; a flipped digit is another digit, so no flips.
+DIGITS_FIT = {"size": 32, "color": "grayscale", "flip": "none", "epochs": 15, "patience": 4}
+
+
+@pytest.fixture(scope="session")
+def digits_run(digits_dir: Path, cache_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     from train.fit import FitConfig, fit
 
     out = tmp_path_factory.mktemp("runs") / "digits"
-    return fit(FitConfig(data=str(digits_dir), out=str(out), size=32, color="grayscale", epochs=15, patience=4))
+    return fit(FitConfig(data=str(digits_dir), out=str(out), cache_dir=str(cache_dir), **DIGITS_FIT))
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import cv2
 from edge.console import HelpFormatter, add_logging_flags, run_main
 from edge.errors import EXIT_DATA, EXIT_NO_INPUT, EXIT_OK, EdgesightError
 from edge.images import read_image
-from train.fit import load_run
+from train.run import load_run
 
 FRAME_SIDE = 256
 FPS = 10

@@ -1,0 +1,71 @@
+"""The quantization gate: what it refuses, and the representative set it calibrates on."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.errors import EdgesightError
+from train.config import FitConfig
+from train.quantize import QuantizeResult, collapse_reason, gate, representative_files
+from train.run import Run
+
+CLASSES = ("a", "b", "c")
+
+
+def result(float_accuracy: float, int8_accuracy: float, collapse: str = "") -> QuantizeResult:
+    return QuantizeResult(Path("b"), "int8", float_accuracy, int8_accuracy, 1.0, 100, 100.0, 30.0, 300, collapse)
+
+
+def test_a_drop_beyond_max_drop_is_refused_with_the_figures():
+    assert gate(result(0.98, 0.975), max_drop=1.0) == ""
+    reason = gate(result(0.98, 0.95), max_drop=1.0)
+    assert "int8 test accuracy 0.9500 is 3.00 points below float 0.9800, more than --max-drop 1" in reason
+
+
+def test_a_collapsed_model_is_refused_even_without_a_drop():
+    assert "collapsed: it answers" in gate(result(0.34, 0.34, "it answers 'a' for 100% of the test images"), 5.0)
+
+
+def test_constant_outputs_are_a_collapse():
+    outputs = np.tile([[-128, 127, -128]], (30, 1))
+    outputs[3, 0] += 1  # one rounding step is still constant
+    assert "same for all 30 test images" in collapse_reason(outputs, np.arange(30) % 3, CLASSES)
+
+
+def test_one_class_for_nearly_every_image_is_a_collapse_but_not_when_the_truth_is_so():
+    rng = np.random.default_rng(0)
+    outputs = rng.integers(-128, 127, (40, 3))
+    outputs[:, 1] = 127  # 'b' wins everywhere
+    assert collapse_reason(outputs, np.arange(40) % 3, CLASSES) == "it answers 'b' for 100% of the test images"
+    assert collapse_reason(outputs, np.ones(40, int), CLASSES) == ""
+
+
+def test_a_healthy_model_is_not_a_collapse():
+    labels = np.arange(30) % 3
+    outputs = np.full((30, 3), -100)
+    outputs[np.arange(30), labels] = 120
+    assert collapse_reason(outputs, labels, CLASSES) == ""
+
+
+def fake_run(counts: dict[str, int]) -> Run:
+    """A Run read from nothing but its split: enough for choosing calibration files."""
+    split = {f"{c}/{i:04d}.png": "train" for c, n in counts.items() for i in range(n)}
+    split["a/test.png"] = "test"
+    config = FitConfig(data="/nonexistent", out="/nonexistent")
+    return Run(Path("/nonexistent"), config, tuple(counts), split, {})
+
+
+def test_representative_set_is_class_stratified_fixed_and_sized():
+    run = fake_run({"a": 600, "b": 300, "c": 3})
+    chosen = representative_files(run, 300)
+    per_class = {c: sum(r.startswith(f"{c}/") for r in chosen) for c in "abc"}
+    assert per_class == {"a": 199, "b": 100, "c": 1}  # in proportion (600:300:3 of 300), at least one each
+    assert "a/test.png" not in chosen
+    assert representative_files(run, 300) == chosen
+
+
+@pytest.mark.parametrize("count", [99, 501])
+def test_representative_set_size_is_bounded(count):
+    with pytest.raises(EdgesightError, match=r"--representative must be within 100\.\.500"):
+        representative_files(fake_run({"a": 10, "b": 10}), count)
