@@ -21,7 +21,7 @@ STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 comma := ,
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install demo train quantize test lint format clean distclean
+.PHONY: help install demo train quantize baseline evaluate test lint format clean distclean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -54,6 +54,12 @@ $(BUNDLE)/manifest.json: $(RUN)/model.keras
 train: $(RUN)/model.keras ## train DATA into RUN (the digits sample dataset by default)
 
 quantize: $(BUNDLE)/manifest.json ## convert RUN to the int8 bundle BUNDLE; fails if int8 loses > --max-drop points
+
+baseline: $(RUN)/model.keras ## the HOG + logistic-regression baseline on RUN's split, for evaluate
+	$(BIN)/edgesight-train baseline $(DATA) --run $(RUN)
+
+evaluate: $(BUNDLE)/manifest.json ## report (float, int8, baseline if trained) in RUN/report: md, html, json
+	$(BIN)/edgesight-train evaluate $(RUN) --bundle $(BUNDLE)
 
 demo: $(BUNDLE)/manifest.json ## train and quantize the digits, run the daemon over a video of held-out digits
 	$(BIN)/python -m train.demo video $(RUN) --bundle $(BUNDLE) --out $(DEMO)

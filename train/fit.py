@@ -67,7 +67,7 @@ def fit(config: FitConfig, resume: bool = False) -> Run:
     out = Path(config.out)
     problems = config.problems()
     if problems:
-        raise EdgesightError(f"{out / CONFIG_FILE}: {problems[0]}", EXIT_CONFIG)
+        raise EdgesightError(f"invalid training setting: {problems[0]}", EXIT_CONFIG)
 
     # Data: every image prepared once by the device's own preprocessing, cached on disk.
     dataset = discover(Path(config.data), config.min_per_class)

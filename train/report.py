@@ -134,7 +134,7 @@ def plot_gallery(evaluation: Evaluation, model: str) -> bytes | None:
         return None
     columns = min(8, len(wrong))
     rows = int(np.ceil(len(wrong) / columns))
-    figure = Figure(figsize=(1.6 * columns, 1.9 * rows))
+    figure = Figure(figsize=(2.2 * columns, 2.5 * rows))  # thumbnails big enough to judge
     axes = figure.subplots(rows, columns, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")

@@ -69,3 +69,56 @@ def test_representative_set_is_class_stratified_fixed_and_sized():
 def test_representative_set_size_is_bounded(count):
     with pytest.raises(EdgesightError, match=r"--representative must be within 100\.\.500"):
         representative_files(fake_run({"a": 10, "b": 10}), count)
+
+
+@pytest.mark.slow
+def test_uint8_io_bundle_keeps_the_accuracy_and_quantizes_weights_per_channel(digits_run, tmp_path):
+    import tensorflow as tf
+
+    from edge.bundle import load_bundle
+    from edge.classifier import Classifier
+    from train.quantize import quantize
+
+    result = quantize(digits_run.path, tmp_path / "b", io_type="uint8")
+    bundle = load_bundle(tmp_path / "b")
+    assert bundle.manifest.input.dtype == "uint8" and bundle.manifest.output.dtype == "uint8"
+    assert bundle.manifest.input.scale == 1.0 and bundle.manifest.input.zero_point == 0  # raw pixels
+    assert result.int8_accuracy >= 0.97 and result.drop_points <= 1.0
+    assert Classifier(bundle).golden_check() == 10
+    interpreter = tf.lite.Interpreter(model_path=str(bundle.model_path))
+    # Convolution kernels (OHWI, int8): one scale per output channel, not one per tensor.
+    kernels = [
+        (len(d["quantization_parameters"]["scales"]), int(d["shape"][0]))
+        for d in interpreter.get_tensor_details()
+        if d["dtype"] == np.int8 and len(d["shape"]) == 4 and d["shape"][0] > 1
+    ]
+    assert kernels and all(scales == channels for scales, channels in kernels), kernels
+
+
+@pytest.mark.slow
+def test_a_collapsed_model_is_refused_and_no_bundle_is_written(digits_run, tmp_path):
+    import json
+    import shutil
+
+    import keras
+
+    from tests.conftest import assert_one_line_error, run_cli
+
+    run = tmp_path / "run"
+    shutil.copytree(digits_run.path, run)
+    inputs = keras.Input((32, 32, 1), name="pixels")
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255.0)(inputs))
+    constant = keras.layers.Dense(
+        10,
+        activation="softmax",
+        kernel_initializer="zeros",
+        bias_initializer=keras.initializers.Constant([4.0] + [0.0] * 9),
+    )(x)
+    keras.Model(inputs, constant).save(run / "model.keras")
+    result = run_cli(
+        "edgesight-train", "quantize", str(run), "--out", str(tmp_path / "b"), "--max-drop", "100", timeout=300
+    )
+    assert_one_line_error(result, 65, "the int8 model collapsed", "no bundle written")
+    assert not (tmp_path / "b").exists()
+    record = json.loads((run / "quantize.json").read_text())
+    assert record["passed"] is False and record["bundle"] is None and "collapsed" in record["refused"]

@@ -11,7 +11,7 @@ import keras
 from keras import layers
 
 from edge.errors import EXIT_DATA, EXIT_NO_INPUT, EXIT_USAGE, EdgesightError
-from train.models.layers import ModelOptions, head
+from train.models.layers import BN_MOMENTUM, ModelOptions, head
 
 MIN_SIZE, MAX_SIZE = 96, 224
 
@@ -38,5 +38,8 @@ def build(input_shape: tuple[int, int, int], num_classes: int, options: ModelOpt
         raise EdgesightError(
             f"{weights}: not MobileNetV2 backbone weights for this input size and width ({e})", EXIT_DATA
         ) from e
+    for layer in backbone.layers:  # Keras builds it with 0.999: too slow for a few thousand images
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = BN_MOMENTUM
     x = backbone(x)
     return keras.Model(inputs, head(x, num_classes, options), name="mobilenetv2")
