@@ -11,7 +11,9 @@ RUN ?= runs/digits
 BUNDLE ?= bundles/digits
 DEMO ?= demo
 # Training flags; the digits are small greyscale images.
-FIT_FLAGS ?= $(if $(filter data/digits,$(DATA)),--size 32 --color grayscale,)
+FIT_FLAGS ?= $(if $(filter data/digits,$(DATA)),--size 32 --color grayscale --flip none,)
+# The quantization gate: refuse a bundle that loses more than this many accuracy points; --io int8|uint8.
+QUANT_FLAGS ?= --max-drop 1.0 --io int8
 PYTEST_FLAGS ?=
 PREFIX ?= /opt/edgesight
 WHEELS ?=
@@ -27,11 +29,11 @@ STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 comma := ,
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test-debs help venv demo train quantize test lint format clean distclean install uninstall deploy sdcard
+.PHONY: help venv demo train quantize baseline evaluate test test-debs lint format clean distclean install uninstall deploy sdcard
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
-	@echo "  variables: DATA=$(DATA) RUN=$(RUN) BUNDLE=$(BUNDLE) VENV=$(VENV) FIT_FLAGS='$(FIT_FLAGS)'"
+	@echo "  variables: DATA=$(DATA) RUN=$(RUN) BUNDLE=$(BUNDLE) VENV=$(VENV) FIT_FLAGS='$(FIT_FLAGS)' QUANT_FLAGS='$(QUANT_FLAGS)'"
 
 venv: $(STAMP) ## create the development virtualenv (re-installed only when setup.cfg changes)
 
@@ -55,11 +57,17 @@ $(RUN)/model.keras: $(STAMP) $(DATA_DEP)
 	$(BIN)/edgesight-train fit $(DATA) --out $(RUN) $(FIT_FLAGS)
 
 $(BUNDLE)/manifest.json: $(RUN)/model.keras
-	$(BIN)/edgesight-train quantize $(RUN) --out $(BUNDLE)
+	$(BIN)/edgesight-train quantize $(RUN) --out $(BUNDLE) $(QUANT_FLAGS)
 
 train: $(RUN)/model.keras ## train DATA into RUN (the digits sample dataset by default)
 
-quantize: $(BUNDLE)/manifest.json ## convert RUN to the int8 bundle BUNDLE, float vs int8 accuracy printed
+quantize: $(BUNDLE)/manifest.json ## convert RUN to the int8 bundle BUNDLE; fails if int8 loses > --max-drop points
+
+baseline: $(RUN)/model.keras ## the HOG + logistic-regression baseline on RUN's split, for evaluate
+	$(BIN)/edgesight-train baseline $(DATA) --run $(RUN)
+
+evaluate: $(BUNDLE)/manifest.json ## report (float, int8, baseline if trained) in RUN/report: md, html, json
+	$(BIN)/edgesight-train evaluate $(RUN) --bundle $(BUNDLE)
 
 demo: $(BUNDLE)/manifest.json ## train and quantize the digits, run the daemon over a video of held-out digits
 	$(BIN)/python -m train.demo video $(RUN) --bundle $(BUNDLE) --out $(DEMO)

@@ -194,6 +194,12 @@ def preprocess_from_dict(reader: _Reader) -> PreprocessSpec:
         mean=reader.numbers("mean"),
         std=reader.numbers("std"),
         pad_value=reader.get("pad_value", int, 0),
+        # The filters came later: manifests without them load with the filters off.
+        denoise=float(reader.get("denoise", (int, float), 0.0)),
+        blur=reader.get("blur", int, 0),
+        clahe=float(reader.get("clahe", (int, float), 0.0)),
+        clahe_tiles=reader.get("clahe_tiles", int, 8),
+        sharpen=float(reader.get("sharpen", (int, float), 0.0)),
     )
     problems = spec.problems()
     if problems:

@@ -1,7 +1,9 @@
 """The preprocessing contract: one implementation for training and for the device.
 
 A frame arrives as OpenCV gives it (BGR, uint8, any size). ``prepare`` fixes its geometry and colour
-(the model's size, RGB or greyscale, uint8); ``normalize`` maps it to float for float models and for
+(the model's size, RGB or greyscale, uint8) and applies the optional OpenCV filters (denoising or
+Gaussian blur, CLAHE contrast equalization, sharpening) at the model's size, where they are cheapest;
+``normalize`` maps it to float for float models and for
 Keras; ``quantize`` maps uint8 pixels straight to the model's integer input through a 256-entry table
 that folds normalization and quantization together, so the device never goes through float.
 """
@@ -39,6 +41,12 @@ class PreprocessSpec:
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
     pad_value: int = 0
+    # Optional filters, applied in this order after resizing; the defaults mean "off".
+    denoise: float = 0.0  # non-local-means strength h (OpenCV fastNlMeansDenoising); try 3..10
+    blur: int = 0  # Gaussian blur kernel side, odd (3, 5, ...)
+    clahe: float = 0.0  # CLAHE clip limit, on luminance; try 2.0
+    clahe_tiles: int = 8  # CLAHE grid: tiles per side
+    sharpen: float = 0.0  # unsharp-mask amount; try 0.5..1.5
 
     @property
     def channels(self) -> int:
@@ -62,6 +70,13 @@ class PreprocessSpec:
             found.append("std must not be 0")
         if not 0 <= self.pad_value <= 255:
             found.append(f"pad_value must be within 0..255 (got {self.pad_value})")
+        if self.blur != 0 and (self.blur < 3 or self.blur % 2 == 0):
+            found.append(f"blur must be 0 (off) or an odd kernel side of 3 or more (got {self.blur})")
+        for name in ("denoise", "clahe", "sharpen"):
+            if getattr(self, name) < 0:
+                found.append(f"{name} must be 0 (off) or positive (got {getattr(self, name)})")
+        if self.clahe_tiles < 1:
+            found.append(f"clahe_tiles must be at least 1 (got {self.clahe_tiles})")
         return found
 
 
@@ -101,12 +116,36 @@ def _resize(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     return cv2.resize(image, (spec.width, spec.height), interpolation=interpolation)
 
 
+def _filter(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """The optional filters on RGB or 2-D greyscale uint8 pixels at the model's size."""
+    grey = pixels.ndim == 2
+    if spec.denoise:
+        if grey:
+            pixels = cv2.fastNlMeansDenoising(pixels, None, h=spec.denoise)
+        else:
+            pixels = cv2.fastNlMeansDenoisingColored(pixels, None, spec.denoise, spec.denoise)
+    if spec.blur:
+        pixels = cv2.GaussianBlur(pixels, (spec.blur, spec.blur), 0)
+    if spec.clahe:
+        clahe = cv2.createCLAHE(clipLimit=spec.clahe, tileGridSize=(spec.clahe_tiles, spec.clahe_tiles))
+        if grey:
+            pixels = clahe.apply(pixels)
+        else:  # equalize luminance only, so colours keep their hue
+            lab = cv2.cvtColor(pixels, cv2.COLOR_RGB2LAB)
+            lab[..., 0] = clahe.apply(np.ascontiguousarray(lab[..., 0]))
+            pixels = cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
+    if spec.sharpen:
+        blurred = cv2.GaussianBlur(pixels, (0, 0), 1.0)
+        pixels = cv2.addWeighted(pixels, 1.0 + spec.sharpen, blurred, -spec.sharpen, 0)
+    return pixels
+
+
 def prepare(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """Return the frame at the model's size and colour: uint8, shape (height, width, channels)."""
+    """Return the frame at the model's size and colour, filtered: uint8, shape (height, width, channels)."""
     resized = _resize(_to_bgr(image), spec)
     if spec.color == "grayscale":
-        return cv2.cvtColor(resized, cv2.COLOR_BGR2GRAY)[..., np.newaxis]
-    return cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)
+        return _filter(cv2.cvtColor(resized, cv2.COLOR_BGR2GRAY), spec)[..., np.newaxis]
+    return _filter(cv2.cvtColor(resized, cv2.COLOR_BGR2RGB), spec)
 
 
 def normalize(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:

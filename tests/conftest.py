@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,11 +23,32 @@ def digits_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def digits_run(digits_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The preprocessed-image cache of the session's runs, out of the user's ~/.cache."""
+    return tmp_path_factory.mktemp("cache")
+
+
+# The digits recipe: small greyscale images; a flipped digit is another digit, so no flips.
+DIGITS_FIT = {"size": 32, "color": "grayscale", "flip": "none", "epochs": 10, "patience": 4}
+
+
+@pytest.fixture(scope="session")
+def digits_run(digits_dir: Path, cache_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     from train.fit import FitConfig, fit
 
     out = tmp_path_factory.mktemp("runs") / "digits"
-    return fit(FitConfig(data=str(digits_dir), out=str(out), size=32, color="grayscale", epochs=15, patience=4))
+    return fit(FitConfig(data=str(digits_dir), out=str(out), cache_dir=str(cache_dir), **DIGITS_FIT))
+
+
+@pytest.fixture(scope="session")
+def small_digits(digits_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """30 digits per class: for the tests that train several short runs."""
+    out = tmp_path_factory.mktemp("data") / "small-digits"
+    for class_dir in sorted(digits_dir.iterdir()):
+        (out / class_dir.name).mkdir(parents=True)
+        for path in sorted(class_dir.iterdir())[:30]:
+            shutil.copy(path, out / class_dir.name / path.name)
+    return out
 
 
 @pytest.fixture(scope="session")

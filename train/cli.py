@@ -1,13 +1,53 @@
-"""``edgesight-train``: the workstation command. Folder of images → trained run → int8 bundle."""
+"""``edgesight-train``: the workstation command. Folder of images → trained run → report → int8 bundle."""
 
 import argparse
+import json
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 from edge import __version__
 from edge.console import HelpFormatter, add_logging_flags, run_main
-from edge.errors import EXIT_OK
+from edge.errors import EXIT_NO_INPUT, EXIT_OK, EdgesightError
 from edge.preprocess import COLORS, INTERPOLATIONS, RESIZE_MODES
+
+# The registry's names (train.models.MODELS), listed here so that --help does not import Keras.
+MODEL_NAMES = ("tiny", "resnet8", "mobilenetv2")
+FLIPS = ("none", "horizontal", "vertical", "both")
+# Flags of `fit` that map one to one onto FitConfig fields.
+FIT_FLAGS = (
+    ("model", str, "architecture", MODEL_NAMES),
+    ("size", int, "model input side in pixels", None),
+    ("color", str, "model input colour", COLORS),
+    ("resize", str, "how frames are fitted to the input", RESIZE_MODES),
+    ("interpolation", str, "resize interpolation", tuple(INTERPOLATIONS)),
+    ("denoise", float, "filter: non-local-means denoising strength, 0 = off (try 3..10)", None),
+    ("blur", int, "filter: Gaussian blur kernel side (odd), 0 = off", None),
+    ("clahe", float, "filter: CLAHE contrast equalization clip limit, 0 = off (try 2)", None),
+    ("sharpen", float, "filter: unsharp-mask amount, 0 = off (try 1)", None),
+    ("width", float, "width multiplier of every layer (mobilenetv2's alpha)", None),
+    ("dropout", float, "dropout before the classifier", None),
+    ("weight_decay", float, "L2 regularization of the kernels (MLPerf's resnet8: 1e-4)", None),
+    ("weights", str, "local backbone weights file (mobilenetv2, --color rgb); nothing downloads", None),
+    ("epochs", int, "maximum epochs (early stopping may end sooner)", None),
+    ("batch_size", int, "images per step", None),
+    ("learning_rate", float, "peak learning rate of Adam (warm-up, then cosine decay)", None),
+    ("warmup_epochs", int, "epochs of linear learning-rate warm-up", None),
+    ("label_smoothing", float, "label smoothing of the cross-entropy", None),
+    ("patience", int, "epochs without validation improvement before stopping", None),
+    ("augment", float, "augmentation strength: multiplies every range below; 0 = off", None),
+    ("flip", str, "random flips", FLIPS),
+    ("rotate", float, "augmentation: rotation range in degrees", None),
+    ("shift", float, "augmentation: shift range, fraction of the side", None),
+    ("zoom", float, "augmentation: scale range, fraction", None),
+    ("brightness", float, "augmentation: brightness range, fraction of 255", None),
+    ("contrast", float, "augmentation: contrast range, fraction", None),
+    ("val_fraction", float, "share of images for validation (without train/val/test folders)", None),
+    ("test_fraction", float, "share of images held out for testing (without train/val/test folders)", None),
+    ("min_per_class", int, "fewest images a class may have", None),
+    ("cache_dir", str, "preprocessed-image cache (default: $XDG_CACHE_HOME/edgesight)", None),
+    ("seed", int, "seed for the split, initialisation, shuffling and augmentation", None),
+)
 
 
 def _digits(args: argparse.Namespace) -> int:
@@ -18,26 +58,31 @@ def _digits(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _fit(args: argparse.Namespace) -> int:
-    from train.fit import FitConfig, fit
+def _fit_config(args: argparse.Namespace, parser_defaults: dict):
+    """FitConfig from --config FILE (e.g. tune's best.json) overridden by the flags given explicitly."""
+    from train.config import FitConfig, config_from_dict
 
-    config = FitConfig(
-        data=str(args.data),
-        out=str(args.out),
-        model=args.model,
-        size=args.size,
-        color=args.color,
-        resize=args.resize,
-        interpolation=args.interpolation,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
-        patience=args.patience,
-        val_fraction=args.val_fraction,
-        test_fraction=args.test_fraction,
-        seed=args.seed,
-    )
-    run = fit(config)
+    values = {f.name: getattr(args, f.name) for f in fields(FitConfig) if hasattr(args, f.name)}
+    if args.config:
+        if not args.config.is_file():
+            raise EdgesightError(f"{args.config}: no such config file (--config)", EXIT_NO_INPUT)
+        base = config_from_dict(json.loads(args.config.read_text()) | {"data": "", "out": ""}, str(args.config))
+        given = {k: v for k, v in values.items() if v != parser_defaults.get(k)}
+        values = {f.name: getattr(base, f.name) for f in fields(FitConfig)} | given
+    return FitConfig(**values | {"data": str(args.data), "out": str(args.out)})
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from train.fit import fit, resume_config
+
+    if args.resume:
+        config = resume_config(args.out, args.epochs if args.epochs != args.parser_defaults["epochs"] else None)
+    else:
+        config = _fit_config(args, args.parser_defaults)
+    run = fit(config, resume=args.resume)
+    accuracy = json.loads((run.path / "metrics.json").read_text()).get("test_accuracy")
+    if accuracy is not None:
+        print(f"float test accuracy {accuracy:.4f}")
     print(f"run written to {run.path}; next: edgesight-train quantize {run.path} --out BUNDLE_DIR")
     return EXIT_OK
 
@@ -45,13 +90,73 @@ def _fit(args: argparse.Namespace) -> int:
 def _quantize(args: argparse.Namespace) -> int:
     from train.quantize import quantize
 
-    result = quantize(args.run, args.out)
-    print(f"{'':24}{'float32':>10}{'int8':>10}")
+    result = quantize(args.run, args.out, max_drop=args.max_drop, io_type=args.io, representative=args.representative)
+    print(f"{'':24}{'float32':>10}{result.io:>10}")
     print(f"{'test accuracy':24}{result.float_accuracy:>10.4f}{result.int8_accuracy:>10.4f}")
     print(f"{'model size (KiB)':24}{result.float_kb:>10.1f}{result.int8_kb:>10.1f}")
     print(f"top-1 agreement float vs int8: {result.agreement:.4f} on {result.test_images} test images")
+    print(f"accuracy drop {result.drop_points:.2f} points (gate: --max-drop {args.max_drop:g}): passed")
     print(f"bundle written to {result.bundle}")
     return EXIT_OK
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from train.evaluate import evaluate, resolve
+    from train.report import write_report
+
+    sources = resolve(args.target, args.bundle)
+    evaluation = evaluate(args.target, args.data, args.bundle, top_k=args.top_k)
+    default_out = args.target / "report" if sources.run and sources.run.path == args.target else None
+    out = args.out or default_out or args.target.parent / f"{args.target.name}-report"
+    write_report(evaluation, out, f"edgesight evaluation: {args.target.name}", sources.run)
+    for name, m in evaluation.metrics["models"].items():
+        print(f"{name:10} accuracy {m['accuracy']:.4f}  macro F1 {m['macro_f1']:.4f}  ECE {m['ece']:.4f}")
+    print(f"report written to {out / 'report.html'} (and report.md, metrics.json)")
+    return EXIT_OK
+
+
+def _baseline(args: argparse.Namespace) -> int:
+    from train.baseline import train_baseline
+
+    result = train_baseline(args.data, args.run)
+    print(
+        f"HOG + logistic regression ({result.features} features, C={result.regularization:g}):"
+        f" val accuracy {result.val_accuracy:.4f}, test accuracy {result.test_accuracy:.4f}"
+    )
+    print(f"baseline written to {result.path}; `edgesight-train evaluate {args.run}` reports it beside the CNN")
+    return EXIT_OK
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from train.tune import BEST_FILE, TRIALS_FILE, tune
+
+    result = tune(_fit_config(args, args.parser_defaults), args.out, args.trials, args.timeout)
+    columns = list(result.trials[0]) if result.trials else []
+    print("  ".join(f"{c:>14}" for c in columns))
+    for row in result.trials:
+        print("  ".join(f"{v:>14.6g}" if isinstance(v, float) else f"{v!s:>14}" for v in row.values()))
+    print(f"best val accuracy {result.best_val_accuracy:.4f}; table in {args.out / TRIALS_FILE}")
+    print(f"next: edgesight-train fit {args.data} --out RUN_DIR --config {args.out / BEST_FILE}")
+    return EXIT_OK
+
+
+def _add_fit_flags(fit: argparse.ArgumentParser) -> dict:
+    from train.config import FitConfig
+
+    defaults = {f.name: f.default for f in fields(FitConfig) if f.name not in ("data", "out")}
+    for name, kind, help_text, choices in FIT_FLAGS:
+        flag = "--" + name.replace("_", "-")
+        fit.add_argument(flag, type=kind, default=defaults[name], choices=choices, help=help_text)
+    fit.add_argument(
+        "--lr", dest="learning_rate", type=float, default=defaults["learning_rate"], help="= --learning-rate"
+    )
+    fit.add_argument(
+        "--balance",
+        action=argparse.BooleanOptionalAction,
+        default=defaults["balance"],
+        help="weight classes by their inverse frequency in the training split",
+    )
+    return defaults
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,40 +183,85 @@ def build_parser() -> argparse.ArgumentParser:
     fit = commands.add_parser(
         "fit",
         help="train a CNN on an image folder",
-        description="Train on DATA_DIR (one sub-folder of images per class). The run directory keeps the\n"
-        "Keras model, the split, the resolved config and the training history.",
-        epilog="example:\n  edgesight-train fit data/digits --out runs/digits --size 32 --color grayscale",
+        description="Train on DATA_DIR: one sub-folder of images per class, or train/, val/ and test/ folders of\n"
+        "class sub-folders. Images are prepared once into an on-disk cache. The run directory keeps the\n"
+        "config, split, history, best and last checkpoints, dataset fingerprint, data report and versions.",
+        epilog="examples:\n"
+        "  edgesight-train fit data/digits --out runs/digits --size 32 --color grayscale --flip none\n"
+        "  edgesight-train fit photos --out runs/photos --model mobilenetv2 --size 96 --width 0.35\n"
+        "  edgesight-train fit photos --out runs/photos --resume --epochs 60\n"
+        "  edgesight-train fit photos --out runs/best --config runs/tune/best.json",
         formatter_class=HelpFormatter,
     )
-    fit.add_argument("data", type=Path, metavar="DATA_DIR", help="class-per-subfolder image folder")
+    fit.add_argument("data", type=Path, metavar="DATA_DIR", help="image folder")
     fit.add_argument("--out", type=Path, required=True, metavar="RUN_DIR", help="run directory to write")
-    fit.add_argument("--model", default="tiny", choices=("tiny",), help="architecture")
-    fit.add_argument("--size", type=int, default=64, help="model input side in pixels")
-    fit.add_argument("--color", default="rgb", choices=COLORS, help="model input colour")
-    fit.add_argument("--resize", default="squash", choices=RESIZE_MODES, help="how frames are fitted to the input")
-    fit.add_argument("--interpolation", default="area", choices=tuple(INTERPOLATIONS), help="resize interpolation")
-    fit.add_argument("--epochs", type=int, default=30, help="maximum epochs (early stopping may end sooner)")
-    fit.add_argument("--batch-size", type=int, default=32, help="images per step")
-    fit.add_argument("--lr", type=float, default=2e-3, help="initial learning rate (cosine decay)")
-    fit.add_argument("--patience", type=int, default=6, help="epochs without validation improvement before stopping")
-    fit.add_argument("--val-fraction", type=float, default=0.15, help="share of images for validation")
-    fit.add_argument("--test-fraction", type=float, default=0.15, help="share of images held out for testing")
-    fit.add_argument("--seed", type=int, default=0, help="seed for the split, initialisation and shuffling")
-    fit.set_defaults(handler=_fit)
+    fit.add_argument("--config", type=Path, help="JSON of settings (e.g. tune's best.json); flags given override it")
+    fit.add_argument("--resume", action="store_true", help="continue RUN_DIR from its last checkpoint")
+    fit.set_defaults(handler=_fit, parser_defaults=_add_fit_flags(fit))
 
     quantize = commands.add_parser(
         "quantize",
-        help="convert a run to a full-integer int8 TFLite bundle",
-        description="Convert with a representative set from the training split, evaluate float and int8 on the\n"
-        "test split through the device's code path, pick golden samples and write the bundle.",
-        epilog="example:\n  edgesight-train quantize runs/digits --out bundles/digits",
+        help="convert a run to a full-integer int8 TFLite bundle, gated on its accuracy",
+        description="Convert with a class-stratified representative set from the training split (recorded in\n"
+        "RUN_DIR/representative.json), evaluate float and int8 on the test split through the device's code\n"
+        "path, and write the bundle only if the int8 model lost at most --max-drop accuracy points and did not\n"
+        "collapse to a near-constant output. Exit status 65 otherwise.",
+        epilog="example:\n  edgesight-train quantize runs/digits --out bundles/digits --max-drop 1.0 --io int8",
         formatter_class=HelpFormatter,
     )
     quantize.add_argument("run", type=Path, metavar="RUN_DIR", help="run directory from `fit`")
     quantize.add_argument("--out", type=Path, required=True, metavar="BUNDLE_DIR", help="bundle directory to write")
+    quantize.add_argument("--max-drop", type=float, default=1.0, help="largest accepted accuracy drop, in points")
+    quantize.add_argument("--io", default="int8", choices=("int8", "uint8"), help="input and output tensor type")
+    quantize.add_argument("--representative", type=int, default=300, help="calibration images (100..500)")
     quantize.set_defaults(handler=_quantize)
 
-    for sub in (digits, fit, quantize):
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="metrics and a report (md + self-contained html) for a run or a bundle: float, int8, baseline",
+        description="Evaluate on the run's test split, or on every image of DATA_DIR (class sub-folders named\n"
+        "as the model's labels): top-1 and top-k accuracy, per-class precision/recall/F1, confusion matrix,\n"
+        "calibration error and the misclassified images; float (Keras), int8 (the device's code path) and\n"
+        "the HOG baseline side by side, whichever exist.",
+        epilog="examples:\n  edgesight-train evaluate runs/digits\n"
+        "  edgesight-train evaluate bundles/digits photos/held-out",
+        formatter_class=HelpFormatter,
+    )
+    evaluate.add_argument("target", type=Path, metavar="RUN_OR_BUNDLE", help="run directory or bundle")
+    evaluate.add_argument("data", type=Path, nargs="?", metavar="DATA_DIR", help="images to evaluate on")
+    evaluate.add_argument("--bundle", type=Path, help="int8 bundle (default: the one `quantize` recorded in the run)")
+    evaluate.add_argument("--out", type=Path, help="report folder (default: RUN/report or BUNDLE-report)")
+    evaluate.add_argument("--top-k", type=int, default=3, help="k of the top-k accuracy")
+    evaluate.set_defaults(handler=_evaluate)
+
+    baseline = commands.add_parser(
+        "baseline",
+        help="train the classical baseline (OpenCV HOG + scikit-learn logistic regression) on a run's split",
+        epilog="example:\n  edgesight-train baseline data/digits --run runs/digits",
+        formatter_class=HelpFormatter,
+    )
+    baseline.add_argument("data", type=Path, metavar="DATA_DIR", help="the image folder the run was trained on")
+    baseline.add_argument("--run", type=Path, required=True, metavar="RUN_DIR", help="run whose split to use")
+    baseline.set_defaults(handler=_baseline)
+
+    tune = commands.add_parser(
+        "tune",
+        help="bounded hyperparameter search (Optuna): learning rate, width, augmentation, regularization",
+        description="Run up to --trials short fits with settings drawn by Optuna's TPE sampler, scored by\n"
+        "validation accuracy. Writes OUT/trials.csv and OUT/best.json (for `fit --config`). Other fit flags\n"
+        "set what is not searched.",
+        epilog="example:\n"
+        "  edgesight-train tune data/digits --out runs/tune --trials 8 --epochs 10 --size 32 --flip none",
+        formatter_class=HelpFormatter,
+    )
+    tune.add_argument("data", type=Path, metavar="DATA_DIR", help="image folder")
+    tune.add_argument("--out", type=Path, required=True, help="folder for the trials, trials.csv and best.json")
+    tune.add_argument("--trials", type=int, default=10, help="most trials to run")
+    tune.add_argument("--timeout", type=float, help="start no trial after this many seconds")
+    tune.add_argument("--config", type=Path, help="JSON of base settings; flags given override it")
+    tune.set_defaults(handler=_tune, parser_defaults=_add_fit_flags(tune))
+
+    for sub in (digits, fit, quantize, evaluate, baseline, tune):
         add_logging_flags(sub)
     return parser
 

@@ -21,7 +21,7 @@ FPS = 10
 
 def write_video(run_dir: Path, bundle: Path, out: Path) -> int:
     """Write ``digits.mp4`` (the run's test split, one digit per frame), ``truth.txt`` and ``edgesight.toml``."""
-    from train.fit import load_run  # imports TensorFlow: only here, so `score` starts at once
+    from train.run import load_run  # imports TensorFlow: only here, so `score` starts at once
 
     run = load_run(run_dir)
     out.mkdir(parents=True, exist_ok=True)

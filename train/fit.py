@@ -1,177 +1,237 @@
-"""Training, as a recipe: data, model, compile, fit, evaluate, save the run directory."""
+"""Training, as a recipe: data, model, compile, fit, evaluate, save the run directory.
+
+The run directory is written as training goes: ``config.json`` and ``split.json`` first, then
+``history.csv``, ``last.keras`` (to resume) and ``best.keras`` after every epoch, and at the end
+``model.keras`` (the best epoch), ``dataset.json`` and ``metrics.json``.
+"""
 
 import csv
 import json
 import logging
-import platform
+import shutil
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from edge.errors import EXIT_DATA, EXIT_NO_INPUT, EdgesightError
-from edge.preprocess import PreprocessSpec
-from train.data import SPLITS, Dataset, Example, discover, load_arrays, split
+from edge.errors import EXIT_CONFIG, EXIT_DATA, EXIT_NO_INPUT, EdgesightError
+from train.cache import PreparedImages, prepared
+from train.config import FitConfig, config_from_dict
+from train.data import (
+    IMBALANCE_RATIO,
+    SPLITS,
+    Dataset,
+    class_counts,
+    class_weights,
+    discover,
+    duplicates,
+    imbalance,
+    split,
+)
 from train.models import build_model
+from train.pipeline import Batches
+from train.run import (
+    BEST_FILE,
+    CONFIG_FILE,
+    DATASET_FILE,
+    HISTORY_FILE,
+    LAST_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    SPLIT_FILE,
+    Run,
+    load_run,
+    versions,
+)
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.json"
-SPLIT_FILE = "split.json"
-MODEL_FILE = "model.keras"
-HISTORY_FILE = "history.csv"
-METRICS_FILE = "metrics.json"
-DATASET_FILE = "dataset.json"
+
+def _progress_bar(total: int) -> keras.utils.Progbar:
+    return keras.utils.Progbar(total, unit_name="image", verbose=1 if sys.stderr.isatty() else 2)
 
 
-@dataclass(frozen=True)
-class FitConfig:
-    """Everything that determines a run; written resolved into the run directory."""
-
-    data: str
-    out: str
-    model: str = "tiny"
-    size: int = 64
-    color: str = "rgb"
-    resize: str = "squash"
-    interpolation: str = "area"
-    epochs: int = 30
-    batch_size: int = 32
-    learning_rate: float = 2e-3
-    patience: int = 6
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    seed: int = 0
-
-    @property
-    def preprocess(self) -> PreprocessSpec:
-        return PreprocessSpec(
-            height=self.size, width=self.size, color=self.color, resize=self.resize, interpolation=self.interpolation
-        )
+def load_split(
+    dataset: Dataset, assignment: dict[str, str], images: PreparedImages
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Row indices into the prepared images and labels, per split, readable images only."""
+    labels = np.asarray([e.label for e in dataset.examples], dtype=np.int64)
+    parts = np.asarray([assignment.get(e.relpath, "") for e in dataset.examples])
+    return {p: (np.flatnonzero((parts == p) & images.readable), labels[(parts == p) & images.readable]) for p in SPLITS}
 
 
-@dataclass(frozen=True)
-class Run:
-    """A finished training run, as read back from its directory."""
-
-    path: Path
-    config: FitConfig
-    classes: tuple[str, ...]
-    split: dict[str, str]  # relative path -> train/val/test
-    dataset: dict
-
-    def examples(self, which: str) -> list[Example]:
-        root = Path(self.config.data)
-        index = {name: i for i, name in enumerate(self.classes)}
-        return [
-            Example(root / relpath, relpath, index[relpath.split("/")[0]])
-            for relpath, part in sorted(self.split.items())
-            if part == which
-        ]
-
-    def load_model(self) -> keras.Model:
-        return keras.models.load_model(self.path / MODEL_FILE)
-
-
-def load_run(path: Path) -> Run:
-    path = Path(path)
-    for name in (CONFIG_FILE, SPLIT_FILE, MODEL_FILE, DATASET_FILE):
-        if not (path / name).is_file():
-            raise EdgesightError(
-                f"{path}: not a finished run (no {name}); train one with `edgesight-train fit`", EXIT_NO_INPUT
-            )
-    config = FitConfig(**json.loads((path / CONFIG_FILE).read_text()))
-    dataset = json.loads((path / DATASET_FILE).read_text())
-    split_map = json.loads((path / SPLIT_FILE).read_text())
-    return Run(path, config, tuple(dataset["classes"]), split_map, dataset)
-
-
-def _arrays(dataset: Dataset, assignment: dict[str, str], spec: PreprocessSpec) -> dict[str, tuple]:
-    by_split = {part: [e for e in dataset.examples if assignment[e.relpath] == part] for part in SPLITS}
-    bar = keras.utils.Progbar(len(dataset.examples), unit_name="image", verbose=1 if sys.stderr.isatty() else 2)
-    done = 0
-    arrays = {}
-    for part in SPLITS:
-        arrays[part] = load_arrays(by_split[part], spec, progress=lambda n, base=done: bar.update(base + n))
-        done += len(by_split[part])
-    return arrays
-
-
-def fit(config: FitConfig) -> Run:
+def fit(config: FitConfig, resume: bool = False) -> Run:
     """Train a model on ``config.data`` and write the run directory ``config.out``."""
     out = Path(config.out)
-    spec = config.preprocess
-    problems = spec.problems()
+    problems = config.problems()
     if problems:
-        raise EdgesightError(f"preprocessing: {problems[0]}", EXIT_DATA)
+        raise EdgesightError(f"invalid training setting: {problems[0]}", EXIT_CONFIG)
 
-    # Data: every image prepared by the device's own preprocessing.
-    dataset = discover(Path(config.data))
+    # Data: every image prepared once by the device's own preprocessing, cached on disk.
+    dataset = discover(Path(config.data), config.min_per_class)
     assignment = split(dataset, config.seed, config.val_fraction, config.test_fraction)
     log.info("%d images in %d classes from %s", len(dataset.examples), len(dataset.classes), dataset.root)
-    arrays = _arrays(dataset, assignment, spec)
-    (x_train, y_train, _), (x_val, y_val, _), (x_test, y_test, _) = (arrays[p] for p in SPLITS)
-    skipped = [path for part in SPLITS for path in arrays[part][2]]
-    if len(x_train) == 0 or len(x_val) == 0:
+    bar = _progress_bar(len(dataset.examples))
+    images = prepared(dataset, config.preprocess, Path(config.cache_dir) if config.cache_dir else None, bar.update)
+    rows = load_split(dataset, assignment, images)
+    (train_rows, y_train), (val_rows, y_val), (test_rows, y_test) = (rows[p] for p in SPLITS)
+    if len(train_rows) == 0 or len(val_rows) == 0:
         raise EdgesightError(f"{config.data}: too few readable images to train and validate", EXIT_DATA)
-    log.info("split: %d train, %d val, %d test, %d skipped", len(x_train), len(x_val), len(x_test), len(skipped))
-
-    # Model.
-    keras.utils.set_random_seed(config.seed)
-    model = build_model(config.model, (spec.height, spec.width, spec.channels), len(dataset.classes))
-    steps = config.epochs * max(1, int(np.ceil(len(x_train) / config.batch_size)))
-    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps, alpha=0.05)
-    model.compile(
-        optimizer=keras.optimizers.Adam(schedule),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+    report = _data_report(dataset, assignment, images, y_train)
+    log.info(
+        "split: %d train, %d val, %d test, %d unreadable",
+        len(train_rows),
+        len(val_rows),
+        len(test_rows),
+        len(images.unreadable),
     )
 
-    # Fit, keeping the best epoch by validation loss.
+    # Model: new, or the last checkpoint of an interrupted run.
     out.mkdir(parents=True, exist_ok=True)
-    callbacks = [
-        keras.callbacks.EarlyStopping(patience=config.patience, restore_best_weights=True),
-        keras.callbacks.CSVLogger(str(out / HISTORY_FILE)),
-    ]
-    model.fit(
-        x_train,
+    keras.utils.set_random_seed(config.seed)
+    initial_epoch, best_so_far = _resume_point(out) if resume else (0, None)
+    if initial_epoch:
+        log.info("resuming %s after epoch %d", out, initial_epoch)
+        model = keras.models.load_model(out / LAST_FILE)
+    else:
+        spec = config.preprocess
+        model = build_model(
+            config.model, (spec.height, spec.width, spec.channels), len(dataset.classes), config.model_options
+        )
+        steps_per_epoch = int(np.ceil(len(train_rows) / config.batch_size))
+        warmup = min(config.warmup_epochs, config.epochs - 1) * steps_per_epoch
+        schedule = keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup else config.learning_rate,
+            decay_steps=config.epochs * steps_per_epoch - warmup,
+            alpha=0.05,
+            warmup_target=config.learning_rate if warmup else None,
+            warmup_steps=warmup,
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(schedule),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+            metrics=["accuracy"],
+        )
+        (out / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2) + "\n")
+        (out / SPLIT_FILE).write_text(json.dumps(assignment, indent=0, sort_keys=True) + "\n")
+    log.info("model %s: %d parameters", config.model, model.count_params())
+
+    # Fit: checkpoint every epoch (resume) and the best by validation loss; stop when it stops improving.
+    classes = len(dataset.classes)
+    weights = report["class_weights"] if config.balance else None
+    train = Batches(
+        images.pixels,
+        train_rows,
         y_train,
-        validation_data=(x_val, y_val),
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        callbacks=callbacks,
-        verbose=1 if sys.stdout.isatty() else 2,
+        classes,
+        config.batch_size,
+        class_weights=weights,
+        augment=config.augmentation,
+        seed=config.seed,
+        epoch=initial_epoch,
     )
+    val = Batches(images.pixels, val_rows, y_val, classes, config.batch_size)
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(out / LAST_FILE),
+        keras.callbacks.ModelCheckpoint(out / BEST_FILE, save_best_only=True, initial_value_threshold=best_so_far),
+        keras.callbacks.EarlyStopping(patience=config.patience),
+        keras.callbacks.CSVLogger(str(out / HISTORY_FILE), append=initial_epoch > 0),
+    ]
+    if initial_epoch < config.epochs:
+        model.fit(
+            train,
+            validation_data=val,
+            epochs=config.epochs,
+            initial_epoch=initial_epoch,
+            callbacks=callbacks,
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+    model = keras.models.load_model(out / BEST_FILE)
 
-    # Evaluate on the held-out test split.
-    metrics: dict[str, float | int] = {"test_images": len(x_test)}
-    if len(x_test):
-        predictions = model.predict(x_test, batch_size=128, verbose=0).argmax(axis=1)
+    # Evaluate the best epoch on the held-out test split.
+    metrics: dict[str, float | int] = {"test_images": len(test_rows)}
+    if len(test_rows):
+        test = Batches(images.pixels, test_rows, y_test, classes, 128)
+        predictions = model.predict(test, verbose=0).argmax(axis=1)
         metrics["test_accuracy"] = float((predictions == y_test).mean())
-        log.info("test accuracy (float): %.4f on %d images", metrics["test_accuracy"], len(x_test))
+        log.info("test accuracy (float): %.4f on %d images", metrics["test_accuracy"], len(test_rows))
 
-    # Save everything needed to resume, quantize and audit the run.
-    model.save(out / MODEL_FILE)
-    (out / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2) + "\n")
-    (out / SPLIT_FILE).write_text(json.dumps(assignment, indent=0, sort_keys=True) + "\n")
+    # Save what quantize, evaluate and an auditor need.
+    shutil.copyfile(out / BEST_FILE, out / MODEL_FILE)
     (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     dataset_info = {
         "root": str(dataset.root),
         "fingerprint": dataset.fingerprint,
         "classes": list(dataset.classes),
         "images": len(dataset.examples),
-        "split_counts": {p: len(arrays[p][0]) for p in SPLITS},
-        "skipped": skipped,
+        "explicit_split": dataset.explicit_split,
+        "split_counts": {p: len(rows[p][0]) for p in SPLITS},
+        **report,
+        "cache": str(images.path),
         "versions": versions(),
     }
     (out / DATASET_FILE).write_text(json.dumps(dataset_info, indent=2) + "\n")
-    _check_history(out / HISTORY_FILE)
+    _log_best_epoch(out / HISTORY_FILE)
     return load_run(out)
 
 
-def _check_history(path: Path) -> None:
+def _data_report(dataset: Dataset, assignment: dict[str, str], images: PreparedImages, y_train: np.ndarray) -> dict:
+    """Counts, class weights, unreadable files and duplicates, each also logged as a warning when it matters."""
+    counts = class_counts(y_train, len(dataset.classes))
+    ratio = imbalance(counts)
+    if ratio >= IMBALANCE_RATIO:
+        smallest = dataset.classes[int(np.argmin(counts))]
+        log.warning(
+            "classes are imbalanced (largest/smallest = %.1f, smallest: %r with %d training images);"
+            " training with class weights",
+            ratio,
+            smallest,
+            min(counts),
+        )
+    if images.unreadable:
+        log.warning("%d unreadable file(s) skipped: %s", len(images.unreadable), ", ".join(images.unreadable[:5]))
+    groups = duplicates(dataset, assignment)
+    leaking = [g for g in groups if g.crosses_splits]
+    if groups:
+        log.warning(
+            "%d group(s) of identical files, %d across splits (e.g. %s)",
+            len(groups),
+            len(leaking),
+            " = ".join(groups[0].relpaths),
+        )
+    return {
+        "class_counts": dict(zip(dataset.classes, counts, strict=True)),
+        "class_weights": class_weights(y_train, len(dataset.classes)),
+        "imbalance": round(ratio, 3),
+        "unreadable": list(images.unreadable),
+        "duplicates": [asdict(g) for g in groups],
+        "duplicates_across_splits": len(leaking),
+    }
+
+
+def _resume_point(out: Path) -> tuple[int, float | None]:
+    """Epochs already done and the best validation loss so far, from the run's history."""
+    if not (out / LAST_FILE).is_file() or not (out / HISTORY_FILE).is_file():
+        raise EdgesightError(f"{out}: nothing to resume (no {LAST_FILE}); start it without --resume", EXIT_NO_INPUT)
+    with (out / HISTORY_FILE).open() as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return 0, None
+    return int(rows[-1]["epoch"]) + 1, min(float(r["val_loss"]) for r in rows)
+
+
+def resume_config(out: Path, epochs: int | None) -> FitConfig:
+    """The config of an interrupted run, with more epochs if asked."""
+    path = Path(out) / CONFIG_FILE
+    if not path.is_file():
+        raise EdgesightError(f"{out}: nothing to resume (no {CONFIG_FILE})", EXIT_NO_INPUT)
+    config = config_from_dict(json.loads(path.read_text()), str(path))
+    return replace(config, epochs=epochs) if epochs else config
+
+
+def _log_best_epoch(path: Path) -> None:
     with path.open() as f:
         rows = list(csv.DictReader(f))
     if rows:
@@ -182,19 +242,3 @@ def _check_history(path: Path) -> None:
             float(best["val_loss"]),
             float(best["val_accuracy"]),
         )
-
-
-def versions() -> dict[str, str]:
-    import cv2
-    import tensorflow as tf
-
-    from edge import __version__
-
-    return {
-        "edgesight": __version__,
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "numpy": np.__version__,
-        "opencv": cv2.__version__,
-    }

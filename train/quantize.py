@@ -1,122 +1,211 @@
-"""Full-integer int8 conversion of a run into a bundle, measured float vs int8 on the test split.
+"""Full-integer int8 conversion of a run into a bundle, and the gate it must pass.
 
-The int8 model is evaluated through the device's own code path (``edge.classifier``) on the original
-image files, so the accuracy printed here is the accuracy the Pi will have.
+Weights are quantized per channel, activations calibrated on a fixed, class-stratified representative
+set from the training split (recorded in the run as ``representative.json``). The int8 model is then
+evaluated through the device's own code path (``edge.classifier``) on the original test files, beside
+the float model; the bundle is written only when the int8 model did not lose more than ``max_drop``
+accuracy points and did not collapse to a near-constant output.
 """
 
 import contextlib
 import datetime
+import hashlib
 import io
+import json
 import logging
 import tempfile
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 import tensorflow as tf
 
-from edge.bundle import GoldenSample, Manifest, load_bundle, sha256_file, write_bundle
+from edge.bundle import Manifest, load_bundle, sha256_file, write_bundle
 from edge.classifier import Classifier
-from edge.errors import EXIT_DATA, EdgesightError
+from edge.errors import EXIT_DATA, EXIT_USAGE, EdgesightError
 from edge.images import read_image
 from edge.preprocess import PreprocessSpec, prepare
 from edge.runtime import Model
-from train.data import load_arrays
-from train.fit import MODEL_FILE, Run, load_run, versions
+from train.golden import pick_golden
+from train.run import MODEL_FILE, Run, load_run, versions
 
 log = logging.getLogger(__name__)
 
 REPRESENTATIVE_IMAGES = 300
-GOLDEN_PER_BUNDLE = 10
-GOLDEN_MIN_MARGIN_STEPS = 8  # top-1 must lead top-2 by this many output steps, so rounding cannot flip it
-GOLDEN_MAX_SIDE = 4  # golden images are stored at most this many times the model's input size
+REPRESENTATIVE_RANGE = (100, 500)
+REPRESENTATIVE_FILE = "representative.json"
+QUANTIZE_FILE = "quantize.json"
+IO_TYPES = {"int8": tf.int8, "uint8": tf.uint8}
+MAX_DROP_POINTS = 1.0
+# Collapse: one class predicted for at least this share of the test images, while the truth is spread wider.
+COLLAPSE_SHARE = 0.9
+COLLAPSE_MARGIN = 0.3
 
 
 @dataclass(frozen=True)
 class QuantizeResult:
-    bundle: Path
+    bundle: Path | None  # None when the gate refused it
+    io: str
     float_accuracy: float
     int8_accuracy: float
     agreement: float  # fraction of test images where float and int8 give the same top-1
     test_images: int
     float_kb: float
     int8_kb: float
+    representative_images: int
+    collapse: str  # why the int8 model looks collapsed, or ""
+
+    @property
+    def drop_points(self) -> float:
+        return 100 * (self.float_accuracy - self.int8_accuracy)
 
 
-def representative_set(pixels: np.ndarray, count: int, seed: int) -> Iterator[list[np.ndarray]]:
-    """Calibration inputs drawn at random from the training split, as float raw pixels."""
-    order = np.random.default_rng(seed).permutation(len(pixels))[:count]
-    for i in order:
-        yield [pixels[i : i + 1].astype(np.float32)]
+def representative_files(run: Run, count: int) -> list[str]:
+    """A fixed, class-stratified choice of training files: each class in proportion, at least one each.
+
+    Files are ranked by a seeded hash of their path, so the same run always calibrates on the same set.
+    """
+    low, high = REPRESENTATIVE_RANGE
+    if not low <= count <= high:
+        raise EdgesightError(f"--representative must be within {low}..{high} (got {count})", EXIT_USAGE)
+    by_class: dict[int, list[str]] = {}
+    for example in run.examples("train"):
+        by_class.setdefault(example.label, []).append(example.relpath)
+    total = sum(len(files) for files in by_class.values())
+    chosen = []
+    for files in by_class.values():
+        ranked = sorted(files, key=lambda r: hashlib.sha256(f"{run.config.seed}:calibrate:{r}".encode()).digest())
+        chosen += ranked[: max(1, round(count * len(files) / max(1, total)))]
+    return sorted(chosen)
 
 
-def convert(model: tf.keras.Model, calibration: np.ndarray, seed: int) -> bytes:
+def _calibration_pixels(run: Run, relpaths: list[str]) -> np.ndarray:
+    root, spec = Path(run.config.data), run.config.preprocess
+    pixels = [prepare(image, spec) for r in relpaths if (image := read_image(root / r)) is not None]
+    if not pixels:
+        raise EdgesightError(f"{run.path}: the training split has no readable images to calibrate with", EXIT_DATA)
+    return np.stack(pixels)
+
+
+def convert(model: tf.keras.Model, calibration: np.ndarray, io_type: str = "int8") -> bytes:
+    """Full-integer conversion, weights per channel (the converter's default for convolutions)."""
+
+    def samples() -> Iterator[list[np.ndarray]]:
+        for pixels in calibration:
+            yield [pixels[np.newaxis].astype(np.float32)]
+
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: representative_set(calibration, REPRESENTATIVE_IMAGES, seed)
+    converter.representative_dataset = samples
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
+    converter.inference_input_type = IO_TYPES[io_type]
+    converter.inference_output_type = IO_TYPES[io_type]
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         # Keras prints the exported signature; the converter warns about input statistics it derives itself.
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
         return converter.convert()
 
 
-def _golden_image(image: np.ndarray, spec: PreprocessSpec) -> bytes:
-    """The image as stored in golden/: lossless PNG, shrunk to a few times the model's size."""
-    limit = GOLDEN_MAX_SIDE * max(spec.height, spec.width)
-    height, width = image.shape[:2]
-    if max(height, width) > limit:
-        scale = limit / max(height, width)
-        image = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))), cv2.INTER_AREA)
-    ok, encoded = cv2.imencode(".png", image)
-    assert ok, "PNG encoding of a decoded image cannot fail"
-    return encoded.tobytes()
+def collapse_reason(outputs: np.ndarray, labels: np.ndarray, classes: tuple[str, ...]) -> str:
+    """Why raw model outputs (n, classes) look collapsed to a near-constant answer, or "" when they do not."""
+    if len(outputs) < 2:
+        return ""
+    if np.ptp(outputs, axis=0).max() <= 1:
+        return f"its output is the same for all {len(outputs)} test images"
+    top1 = outputs.argmax(axis=1)
+    predicted = np.bincount(top1, minlength=len(classes))
+    share = predicted.max() / len(top1)
+    true_share = np.bincount(labels, minlength=len(classes)).max() / len(labels)
+    if share >= COLLAPSE_SHARE and share >= true_share + COLLAPSE_MARGIN:
+        return f"it answers {classes[int(predicted.argmax())]!r} for {share:.0%} of the test images"
+    return ""
 
 
-def quantize(run_dir: Path, out: Path) -> QuantizeResult:
-    """Convert the run's model to int8, evaluate it against the float model and write the bundle."""
+def gate(result: QuantizeResult, max_drop: float) -> str:
+    """Why the int8 model must not ship, or "" when it passes."""
+    if result.collapse:
+        return f"the int8 model collapsed: {result.collapse}"
+    if result.drop_points > max_drop:
+        return (
+            f"int8 test accuracy {result.int8_accuracy:.4f} is {result.drop_points:.2f} points below float"
+            f" {result.float_accuracy:.4f}, more than --max-drop {max_drop:g}"
+        )
+    return ""
+
+
+def quantize(
+    run_dir: Path,
+    out: Path,
+    *,
+    max_drop: float = MAX_DROP_POINTS,
+    io_type: str = "int8",
+    representative: int = REPRESENTATIVE_IMAGES,
+) -> QuantizeResult:
+    """Convert the run's model, measure it against the float model, and write the bundle if it passes the gate."""
+    if io_type not in IO_TYPES:
+        raise EdgesightError(f"--io must be one of {', '.join(IO_TYPES)} (got {io_type!r})", EXIT_USAGE)
     run = load_run(run_dir)
     spec = run.config.preprocess
     model = run.load_model()
-    train_pixels, _, _ = load_arrays(run.examples("train"), spec)
-    if len(train_pixels) == 0:
-        raise EdgesightError(f"{run_dir}: the training split has no readable images to calibrate with", EXIT_DATA)
-    log.info("converting to int8 with %d calibration images", min(len(train_pixels), REPRESENTATIVE_IMAGES))
-    tflite_model = convert(model, train_pixels, run.config.seed)
+    chosen = representative_files(run, representative)
+    (run.path / REPRESENTATIVE_FILE).write_text(json.dumps(chosen, indent=0) + "\n")
+    log.info("converting to full-integer %s with %d representative images", io_type, len(chosen))
+    tflite_model = convert(model, _calibration_pixels(run, chosen), io_type)
 
     with tempfile.TemporaryDirectory(prefix="edgesight-quantize-") as staging:
-        manifest = _manifest(run, spec, tflite_model, Path(staging))
+        manifest = _manifest(run, spec, tflite_model, Path(staging), len(chosen))
         classifier = Classifier(write_bundle(Path(staging) / "bundle", tflite_model, manifest, {}), top_k=1)
         test = _evaluate(run, model, classifier)
-        golden, golden_images = _golden(classifier, test["images"], test["labels"])
+        result = QuantizeResult(
+            bundle=out,
+            io=io_type,
+            float_accuracy=test["float_accuracy"],
+            int8_accuracy=test["int8_accuracy"],
+            agreement=test["agreement"],
+            test_images=len(test["labels"]),
+            float_kb=(run.path / MODEL_FILE).stat().st_size / 1024,
+            int8_kb=len(tflite_model) / 1024,
+            representative_images=len(chosen),
+            collapse=collapse_reason(test["int8_outputs"], test["labels"], run.classes),
+        )
+        refused = gate(result, max_drop)
+        if refused:
+            result = replace(result, bundle=None)
+        _record(run, result, max_drop, refused)
+        if refused:
+            raise EdgesightError(
+                f"{run.path}: {refused}; no bundle written (figures in {run.path / QUANTIZE_FILE})", EXIT_DATA
+            )
+        golden, golden_images = pick_golden(classifier, test["images"], test["labels"])
         metrics = {
-            "float": {"accuracy": test["float_accuracy"]},
-            "int8": {"accuracy": test["int8_accuracy"]},
-            "agreement": test["agreement"],
-            "test_images": len(test["labels"]),
+            "float": {"accuracy": result.float_accuracy},
+            "int8": {"accuracy": result.int8_accuracy},
+            "agreement": result.agreement,
+            "test_images": result.test_images,
         }
         manifest = replace(manifest, golden=tuple(golden), metrics=metrics)
         write_bundle(out, tflite_model, manifest, golden_images)
 
     # Read back through the device's loader: what we ship must pass the device's own checks.
     Classifier(load_bundle(out)).golden_check()
-    return QuantizeResult(
-        bundle=out,
-        float_accuracy=test["float_accuracy"],
-        int8_accuracy=test["int8_accuracy"],
-        agreement=test["agreement"],
-        test_images=len(test["labels"]),
-        float_kb=(run.path / MODEL_FILE).stat().st_size / 1024,
-        int8_kb=len(tflite_model) / 1024,
-    )
+    return result
 
 
-def _manifest(run: Run, spec: PreprocessSpec, tflite_model: bytes, staging: Path) -> Manifest:
+def _record(run: Run, result: QuantizeResult, max_drop: float, refused: str) -> None:
+    record = asdict(result) | {
+        "bundle": str(Path(result.bundle).resolve()) if result.bundle else None,
+        "drop_points": round(result.drop_points, 4),
+        "max_drop": max_drop,
+        "passed": not refused,
+        "refused": refused,
+        "representative_file": REPRESENTATIVE_FILE,
+    }
+    (run.path / QUANTIZE_FILE).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def _manifest(run: Run, spec: PreprocessSpec, tflite_model: bytes, staging: Path, representative: int) -> Manifest:
     model_path = staging / "probe.tflite"
     model_path.write_bytes(tflite_model)
     probe = Model(model_path)
@@ -132,7 +221,13 @@ def _manifest(run: Run, spec: PreprocessSpec, tflite_model: bytes, staging: Path
         scores="probabilities",
         model_sha256=sha256_file(model_path),
         dataset={k: run.dataset[k] for k in ("fingerprint", "images", "split_counts")},
-        training={"architecture": run.config.model, "epochs": run.config.epochs, "seed": run.config.seed},
+        training={
+            "architecture": run.config.model,
+            "epochs": run.config.epochs,
+            "seed": run.config.seed,
+            "run": str(run.path.resolve()),
+            "quantization": {"weights": "int8 per channel", "representative_images": representative},
+        },
         versions=versions() | {"runtime": f"{probe.runtime.name} {probe.runtime.version}"},
     )
 
@@ -151,44 +246,13 @@ def _evaluate(run: Run, model: tf.keras.Model, classifier: Classifier) -> dict:
         raise EdgesightError(f"{run.path}: the test split has no readable images", EXIT_DATA)
     labels_array = np.asarray(labels)
     float_top1 = model.predict(np.stack(pixels).astype(np.float32), batch_size=128, verbose=0).argmax(axis=1)
-    index = {label: i for i, label in enumerate(run.classes)}
-    int8_top1 = np.asarray([index[classifier.classify(image).label] for image in images])
+    int8_outputs = np.stack([classifier.model.invoke(classifier.input_tensor(image)).reshape(-1) for image in images])
+    int8_top1 = int8_outputs.argmax(axis=1)
     return {
         "images": images,
         "labels": labels_array,
+        "int8_outputs": int8_outputs.astype(np.int64),
         "float_accuracy": float((float_top1 == labels_array).mean()),
         "int8_accuracy": float((int8_top1 == labels_array).mean()),
         "agreement": float((float_top1 == int8_top1).mean()),
     }
-
-
-def _golden(
-    classifier: Classifier, images: list[np.ndarray], labels: np.ndarray
-) -> tuple[list[GoldenSample], dict[str, bytes]]:
-    """Pick one correctly classified test image per class (up to a limit) as golden sample.
-
-    Among the images whose top-1 leads by a clear margin, the least confident is taken: its output is
-    not saturated, so a device whose preprocessing drifts shows up as a changed output, not only a
-    changed label.
-    """
-    names = classifier.manifest.labels
-    min_margin = GOLDEN_MIN_MARGIN_STEPS * (1 if classifier.model.output.dtype != "float32" else 1 / 256)
-    samples: list[GoldenSample] = []
-    files: dict[str, bytes] = {}
-    for label in range(min(len(names), GOLDEN_PER_BUNDLE)):
-        candidates = []
-        for i in np.flatnonzero(labels == label):
-            data = _golden_image(images[i], classifier.manifest.preprocess)
-            stored = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-            raw = classifier.model.invoke(classifier.input_tensor(stored)).reshape(-1).astype(np.float64)
-            first, second = np.sort(raw)[::-1][:2]
-            if int(np.argmax(raw)) == label and first - second >= min_margin:
-                candidates.append((first, data, raw))
-        if candidates:
-            _, data, raw = min(candidates, key=lambda c: c[0])
-            name = f"{len(samples):02d}_{names[label]}.png"
-            samples.append(GoldenSample(file=f"golden/{name}", label=names[label], output=tuple(raw.tolist())))
-            files[name] = data
-    if not samples:
-        log.warning("no test image is classified with a clear margin: the bundle ships without golden samples")
-    return samples, files

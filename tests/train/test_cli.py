@@ -18,13 +18,20 @@ def test_quantize_prints_float_and_int8_accuracy_and_writes_a_complete_bundle(di
     assert float_accuracy >= 0.95 and int8_accuracy >= 0.95
     bundle = load_bundle(tmp_path / "b")
     manifest = bundle.manifest
-    assert manifest.metrics["int8"]["accuracy"] == int8_accuracy
+    assert manifest.metrics["int8"]["accuracy"] == pytest.approx(int8_accuracy, abs=5e-5)
+    assert "drop" in result.stdout and "passed" in result.stdout
     assert manifest.input.dtype == "int8" and manifest.output.dtype == "int8"
     assert manifest.input.scale == 1.0 and manifest.input.zero_point == -128  # raw pixels, Rescaling inside
     assert manifest.preprocess.color == "grayscale" and manifest.preprocess.height == 32
     assert len(manifest.golden) == 10 and {g.label for g in manifest.golden} == set(manifest.labels)
     assert manifest.dataset["fingerprint"] == json.loads((digits_run.path / "dataset.json").read_text())["fingerprint"]
     assert (tmp_path / "b" / "labels.txt").read_text().split() == list(manifest.labels)
+    record = json.loads((digits_run.path / "quantize.json").read_text())
+    assert record["passed"] and record["bundle"] == str((tmp_path / "b").resolve())
+    representative = json.loads((digits_run.path / "representative.json").read_text())
+    assert record["representative_images"] == len(representative) and 290 <= len(representative) <= 310
+    assert {r.split("/")[0] for r in representative} == set(manifest.labels)
+    assert all(digits_run.split[r] == "train" for r in representative)
 
 
 @pytest.mark.slow
@@ -53,6 +60,6 @@ def test_quantize_of_a_non_run_is_one_line_error(tmp_path):
 
 
 def test_every_command_has_help_with_an_example():
-    for args in ([], ["digits"], ["fit"], ["quantize"]):
+    for args in ([], ["digits"], ["fit"], ["quantize"], ["evaluate"], ["baseline"], ["tune"]):
         result = run_cli("edgesight-train", *args, "--help")
         assert result.returncode == 0 and "example" in result.stdout, args

@@ -1,12 +1,13 @@
+import shutil
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from edge.errors import EXIT_DATA, EXIT_NO_INPUT, EdgesightError
-from edge.preprocess import PreprocessSpec
-from train.data import discover, load_arrays, split
+from train.data import class_weights, discover, duplicates, imbalance, split
 
 
 def make_dataset(root: Path, counts: dict[str, int], size: int = 12) -> Path:
@@ -16,6 +17,45 @@ def make_dataset(root: Path, counts: dict[str, int], size: int = 12) -> Path:
         for i in range(count):
             cv2.imwrite(str(root / name / f"{i:03d}.png"), rng.integers(0, 255, (size, size, 3), dtype=np.uint8))
     return root
+
+
+def write_exif_rotated(path: Path) -> None:
+    """A 20×10 (w×h) JPEG, white left half, whose EXIF orientation 6 says: turn it 90° clockwise."""
+    stored = np.zeros((10, 20, 3), np.uint8)
+    stored[:, :10] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(path, exif=exif, quality=95)
+
+
+def solid(bgr: tuple[int, int, int]) -> np.ndarray:
+    return np.full((16, 16, 3), bgr, np.uint8)
+
+
+def write_format_zoo(folder: Path) -> None:
+    """One image per awkward format, each of one colour (the EXIF one excepted)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(folder / "grey.png"), np.full((16, 16), 200, np.uint8))
+    cv2.imwrite(
+        str(folder / "rgba.png"),
+        np.dstack([solid((0, 255, 0)), np.full((16, 16), 128, np.uint8)]),
+    )
+    palette = Image.new("P", (16, 16), 1)
+    palette.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    palette.save(folder / "palette.png")
+    cv2.imwrite(str(folder / "deep.png"), np.full((16, 16), 40000, np.uint16))
+    cv2.imwrite(str(folder / "blue.bmp"), solid((255, 0, 0)))
+    cv2.imwrite(str(folder / "blue.webp"), solid((255, 0, 0)), [cv2.IMWRITE_WEBP_QUALITY, 101])
+    cv2.imwrite(str(folder / "blue.tiff"), solid((255, 0, 0)))
+    write_exif_rotated(folder / "rotated.jpg")
+
+
+def write_corrupt(folder: Path) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "truncated.jpg").write_bytes(b"\xff\xd8\xff\xe0 garbage")
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "text.png").write_text("not an image")
+    return ["empty.png", "text.png", "truncated.jpg"]
 
 
 def test_classes_are_sorted_folder_names_and_images_are_found_recursively(tmp_path):
@@ -68,11 +108,31 @@ def test_split_is_stratified_and_stable_when_images_are_added(tmp_path):
     assert split(discover(root), seed=1, val_fraction=0.2, test_fraction=0.2) != after
 
 
-def test_load_arrays_prepares_with_the_device_code_and_skips_corrupt_files(tmp_path):
-    root = make_dataset(tmp_path / "d", {"a": 5, "b": 5})
-    (root / "b" / "zz_corrupt.jpg").write_bytes(b"\xff\xd8\xff garbage")
+def test_explicit_train_val_test_folders_are_the_split(tmp_path):
+    for part, count in (("train", 6), ("val", 2), ("test", 3)):
+        make_dataset(tmp_path / "d" / part, {"cat": count, "dog": count})
+    dataset = discover(tmp_path / "d")
+    assert dataset.explicit_split and dataset.classes == ("cat", "dog")
+    assignment = split(dataset, seed=0, val_fraction=0.5, test_fraction=0.3)
+    assert assignment["val/dog/001.png"] == "val" and assignment["train/cat/005.png"] == "train"
+    assert sorted(assignment.values()).count("test") == 6
+    assert {e.label for e in dataset.examples if e.relpath.startswith("test/dog/")} == {1}
+
+
+def test_exact_duplicates_are_grouped_and_leaks_across_splits_flagged(tmp_path):
+    root = make_dataset(tmp_path / "d", {"a": 30, "b": 30})
+    shutil.copy(root / "a" / "000.png", root / "b" / "copy-of-a0.png")
     dataset = discover(root)
-    pixels, labels, skipped = load_arrays(list(dataset.examples), PreprocessSpec(height=8, width=8, color="grayscale"))
-    assert pixels.shape == (10, 8, 8, 1) and pixels.dtype == np.uint8
-    assert labels.tolist() == [0] * 5 + [1] * 5
-    assert skipped == ["b/zz_corrupt.jpg"]
+    assignment = split(dataset, seed=0, val_fraction=0.2, test_fraction=0.2)
+    groups = duplicates(dataset, assignment)
+    assert [g.relpaths for g in groups] == [("a/000.png", "b/copy-of-a0.png")]
+    assert groups[0].classes == ("a", "b")
+    expected_leak = assignment["a/000.png"] != assignment["b/copy-of-a0.png"]
+    assert groups[0].crosses_splits == expected_leak
+
+
+def test_balanced_class_weights_and_imbalance_ratio():
+    labels = np.asarray([0] * 10 + [1] * 40)
+    assert class_weights(labels, 2) == [2.5, 0.625]
+    assert imbalance([10, 40]) == 4.0
+    assert class_weights(np.asarray([0, 1, 2, 0, 1, 2]), 3) == [1.0, 1.0, 1.0]

@@ -1,0 +1,46 @@
+"""The bounded hyperparameter search: a results table and a best config that `fit --config` accepts."""
+
+import csv
+import json
+
+import pytest
+
+from tests.conftest import run_cli
+from train.config import config_from_dict
+
+
+@pytest.mark.slow
+def test_tune_writes_a_results_table_and_a_best_config_for_fit(small_digits, cache_dir, tmp_path):
+    out = tmp_path / "tune"
+    result = run_cli(
+        "edgesight-train",
+        "tune",
+        str(small_digits),
+        "--out",
+        str(out),
+        "--trials",
+        "2",
+        "--epochs",
+        "1",
+        "--size",
+        "16",
+        "--color",
+        "grayscale",
+        "--flip",
+        "none",
+        "--cache-dir",
+        str(cache_dir),
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    with (out / "trials.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["trial"] for r in rows] == ["0", "1"]
+    assert all(3e-4 <= float(r["learning_rate"]) <= 1e-2 and 0 <= float(r["augment"]) <= 1.5 for r in rows)
+    best = json.loads((out / "best.json").read_text())
+    config = config_from_dict(best | {"data": str(small_digits), "out": str(tmp_path / "again")}, "best.json")
+    assert config.size == 16 and config.epochs == 1
+    assert max(float(r["val_accuracy"]) for r in rows) == pytest.approx(
+        float(result.stdout.split("best val accuracy ")[1].split(";")[0]), abs=1e-4
+    )
+    assert (out / "trial-000" / "model.keras").is_file() and (out / "trial-001" / "history.csv").is_file()

@@ -1,0 +1,301 @@
+"""An evaluation written for people: metrics.json, report.md (+ plots/*.png) and a self-contained report.html.
+
+Both documents are rendered from one list of blocks (headings, paragraphs, tables, figures); the HTML
+embeds every plot as a base64 PNG so it can be mailed or archived as one file.
+"""
+
+import base64
+import csv
+import html
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from train.evaluate import Evaluation, misclassified
+from train.run import HISTORY_FILE, Run
+
+PLOTS_DIR = "plots"
+
+
+@dataclass(frozen=True)
+class Block:
+    kind: str  # "h2", "p", "table", "figure"
+    text: str = ""
+    header: tuple[str, ...] = ()
+    rows: tuple[tuple[str, ...], ...] = ()
+    png: bytes = b""
+    file: str = ""
+
+
+def _png(figure: Figure) -> bytes:
+    # Figure without pyplot: no global state, no display backend, nothing to close.
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def plot_confusion(evaluation: Evaluation) -> bytes:
+    models = list(evaluation.metrics["models"])
+    n = len(evaluation.classes)
+    side = max(3.5, 0.45 * n + 1.5)
+    figure = Figure(figsize=(side * len(models), side))
+    axes = figure.subplots(1, len(models), squeeze=False)
+    for ax, name in zip(axes[0], models, strict=True):
+        counts = np.asarray(evaluation.metrics["models"][name]["confusion"])
+        rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+        ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+        for i in range(n):
+            for j in range(n):
+                if counts[i, j]:
+                    ax.text(
+                        j,
+                        i,
+                        counts[i, j],
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if rates[i, j] > 0.5 else "black",
+                    )
+        ax.set(
+            title=f"{name}: confusion (counts, colour = row share)",
+            xlabel="predicted",
+            ylabel="true",
+            xticks=range(n),
+            yticks=range(n),
+            xticklabels=evaluation.classes,
+            yticklabels=evaluation.classes,
+        )
+        ax.tick_params(axis="x", labelrotation=90)
+    return _png(figure)
+
+
+def plot_per_class(evaluation: Evaluation) -> bytes:
+    models = list(evaluation.metrics["models"])
+    n = len(evaluation.classes)
+    figure = Figure(figsize=(max(6, 0.5 * n * len(models)), 3.5))
+    ax = figure.subplots()
+    width = 0.8 / len(models)
+    for k, name in enumerate(models):
+        per_class = evaluation.metrics["models"][name]["per_class"]
+        ax.bar(np.arange(n) + k * width, [per_class[c]["f1"] for c in evaluation.classes], width, label=name)
+    ax.set(title="F1 per class", ylim=(0, 1.05), ylabel="F1", xticks=np.arange(n) + 0.4 - width / 2)
+    ax.set_xticklabels(evaluation.classes, rotation=90 if n > 12 else 0)
+    ax.legend(loc="lower right")
+    return _png(figure)
+
+
+def plot_calibration(evaluation: Evaluation) -> bytes:
+    figure = Figure(figsize=(4.5, 4.5))
+    ax = figure.subplots()
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect")
+    edges = np.linspace(0, 1, 11)
+    for name, probabilities in evaluation.probabilities.items():
+        confidence = probabilities.max(axis=1)
+        correct = probabilities.argmax(axis=1) == evaluation.labels
+        which = np.clip(np.digitize(confidence, edges[1:-1]), 0, 9)
+        points = [(confidence[which == b].mean(), correct[which == b].mean()) for b in range(10) if (which == b).any()]
+        ax.plot(
+            *zip(*points, strict=True),
+            marker="o",
+            label=f"{name} (ECE {evaluation.metrics['models'][name]['ece']:.3f})",
+        )
+    ax.set(
+        title="Reliability: accuracy by confidence", xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1)
+    )
+    ax.legend(loc="upper left", fontsize=8)
+    return _png(figure)
+
+
+def plot_history(path: Path) -> bytes | None:
+    if not path.is_file():
+        return None
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return None
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+    figure = Figure(figsize=(9, 3.5))
+    loss, accuracy = figure.subplots(1, 2)
+    for ax, key in ((loss, "loss"), (accuracy, "accuracy")):
+        ax.plot(epochs, [float(r[key]) for r in rows], label="train")
+        ax.plot(epochs, [float(r[f"val_{key}"]) for r in rows], label="validation")
+        ax.set(title=f"training {key}", xlabel="epoch")
+        ax.legend()
+    return _png(figure)
+
+
+def plot_gallery(evaluation: Evaluation, model: str) -> bytes | None:
+    wrong = misclassified(evaluation, model)
+    if not wrong:
+        return None
+    columns = min(8, len(wrong))
+    rows = int(np.ceil(len(wrong) / columns))
+    figure = Figure(figsize=(2.2 * columns, 2.5 * rows))  # thumbnails big enough to judge
+    axes = figure.subplots(rows, columns, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (i, true, predicted, p) in zip(axes.flat, wrong, strict=False):
+        pixels = evaluation.images[i]
+        ax.imshow(pixels[..., 0] if pixels.shape[-1] == 1 else pixels, cmap="gray", vmin=0, vmax=255)
+        ax.set_title(f"{true} → {predicted}\n{p:.2f}", fontsize=8)
+    return _png(figure)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4f}"
+
+
+def blocks(evaluation: Evaluation, run: Run | None) -> list[Block]:
+    """The report's content, in reading order."""
+    metrics = evaluation.metrics
+    models = metrics["models"]
+    k_key = next(key for key in next(iter(models.values())) if key.startswith("top") and key.endswith("_accuracy"))
+    out = [
+        Block(
+            "p",
+            f"{metrics['images']} images evaluated ({metrics['evaluated_on']}), {len(evaluation.classes)}"
+            f" classes; {len(metrics['unreadable'])} unreadable file(s) skipped.",
+        ),
+        Block("h2", "Summary"),
+        Block(
+            "table",
+            header=("model", "accuracy", k_key.replace("_", " "), "macro F1", "ECE", "agreement with float"),
+            rows=tuple(
+                (
+                    name,
+                    _fmt(m["accuracy"]),
+                    _fmt(m[k_key]),
+                    _fmt(m["macro_f1"]),
+                    _fmt(m["ece"]),
+                    _fmt(
+                        metrics.get("agreement_with_float32", {}).get(name, 1.0 if name == "float32" else float("nan"))
+                    ),
+                )
+                for name, m in models.items()
+            ),
+        ),
+    ]
+    if run and (run.path / "quantize.json").is_file():
+        q = json.loads((run.path / "quantize.json").read_text())
+        out.append(
+            Block(
+                "p",
+                f"Quantization ({q['io']} I/O, {q['representative_images']} representative images):"
+                f" float {q['float_accuracy']:.4f} → int8 {q['int8_accuracy']:.4f}, drop"
+                f" {q['drop_points']:.2f} points (gate {q['max_drop']:g}): "
+                f"{'passed' if q['passed'] else 'REFUSED: ' + q['refused']}; model size"
+                f" {q['float_kb']:.1f} KiB float, {q['int8_kb']:.1f} KiB int8.",
+            )
+        )
+    out += [
+        Block("h2", "Confusion matrices"),
+        Block("figure", png=plot_confusion(evaluation), file="confusion.png"),
+        Block("h2", "Per class"),
+        Block("figure", png=plot_per_class(evaluation), file="per_class.png"),
+        Block(
+            "table",
+            header=("class", "support", *(f"{name} P / R / F1" for name in models)),
+            rows=tuple(
+                (
+                    c,
+                    str(next(iter(models.values()))["per_class"][c]["support"]),
+                    *(
+                        " / ".join(f"{models[n]['per_class'][c][key]:.2f}" for key in ("precision", "recall", "f1"))
+                        for n in models
+                    ),
+                )
+                for c in evaluation.classes
+            ),
+        ),
+        Block("h2", "Calibration"),
+        Block("figure", png=plot_calibration(evaluation), file="calibration.png"),
+    ]
+    if run:
+        history = plot_history(run.path / HISTORY_FILE)
+        if history:
+            out += [Block("h2", "Training curves"), Block("figure", png=history, file="history.png")]
+    gallery_model = "int8" if "int8" in models else next(iter(models))
+    gallery = plot_gallery(evaluation, gallery_model)
+    out.append(Block("h2", f"Misclassified ({gallery_model}, most confident first)"))
+    out.append(Block("figure", png=gallery, file="misclassified.png") if gallery else Block("p", "None."))
+    if run:
+        out += _data_blocks(run.dataset)
+    return out
+
+
+def _data_blocks(dataset: dict) -> list[Block]:
+    counts = dataset.get("class_counts", {})
+    unreadable = dataset.get("unreadable", [])
+    notes = [
+        f"Dataset fingerprint {dataset['fingerprint'][:16]}…, {dataset['images']} files,"
+        f" split {dataset['split_counts']}.",
+        f"Training images per class: {counts}; largest/smallest {dataset.get('imbalance', 1.0)}"
+        f" (class weights {dataset.get('class_weights')}).",
+        f"{len(unreadable)} unreadable file(s): {', '.join(unreadable[:20]) or 'none'}.",
+        f"{len(dataset.get('duplicates', []))} group(s) of identical files,"
+        f" {dataset.get('duplicates_across_splits', 0)} across splits.",
+    ]
+    rows = tuple((" = ".join(g["relpaths"]), ", ".join(g["splits"])) for g in dataset.get("duplicates", [])[:20])
+    out = [Block("h2", "Data"), *(Block("p", n) for n in notes)]
+    if rows:
+        out.append(Block("table", header=("identical files", "splits"), rows=rows))
+    return out
+
+
+def to_markdown(title: str, content: list[Block]) -> str:
+    lines = [f"# {title}", ""]
+    for block in content:
+        if block.kind == "h2":
+            lines += [f"## {block.text}", ""]
+        elif block.kind == "p":
+            lines += [block.text, ""]
+        elif block.kind == "table":
+            lines.append("| " + " | ".join(block.header) + " |")
+            lines.append("|" + "---|" * len(block.header))
+            lines += ["| " + " | ".join(row) + " |" for row in block.rows]
+            lines.append("")
+        elif block.kind == "figure":
+            lines += [f"![{block.file}]({PLOTS_DIR}/{block.file})", ""]
+    return "\n".join(lines)
+
+
+def to_html(title: str, content: list[Block]) -> str:
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title><style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+        "td:first-child{text-align:left}img{max-width:100%}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+    ]
+    for block in content:
+        if block.kind == "h2":
+            parts.append(f"<h2>{html.escape(block.text)}</h2>")
+        elif block.kind == "p":
+            parts.append(f"<p>{html.escape(block.text)}</p>")
+        elif block.kind == "table":
+            head = "".join(f"<th>{html.escape(h)}</th>" for h in block.header)
+            body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in block.rows)
+            parts.append(f"<table><tr>{head}</tr>{body}</table>")
+        elif block.kind == "figure":
+            data = base64.b64encode(block.png).decode()
+            parts.append(f"<p><img alt='{html.escape(block.file)}' src='data:image/png;base64,{data}'></p>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(evaluation: Evaluation, out: Path, title: str, run: Run | None) -> Path:
+    """Write metrics.json, report.md with plots/, and report.html into ``out``; returns ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(evaluation.metrics, indent=2) + "\n")
+    content = blocks(evaluation, run)
+    (out / PLOTS_DIR).mkdir(exist_ok=True)
+    for block in content:
+        if block.kind == "figure":
+            (out / PLOTS_DIR / block.file).write_bytes(block.png)
+    (out / "report.md").write_text(to_markdown(title, content))
+    (out / "report.html").write_text(to_html(title, content))
+    return out
