@@ -25,8 +25,8 @@ CONFIG ?=
 TEST_DEBS ?= mosquitto chromium cloud-init
 
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 comma := ,
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help venv demo train quantize baseline evaluate test test-debs lint format clean distclean install uninstall deploy sdcard

@@ -54,21 +54,27 @@ def _expand(arguments: list[str]) -> list[Path]:
 
 def _run(args: argparse.Namespace) -> int:
     from edge.service import run
+    from edge.systemd import Notifier
 
     config = load_config(args.config)
-    stop = threading.Event()
+    stop, reload = threading.Event(), threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
         log.info("%s received, stopping", signal.Signals(signum).name)
         stop.set()
 
+    def request_reload(_signum: int, _frame: object) -> None:
+        log.info("SIGHUP received: reloading the config and the model")
+        reload.set()
+
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    if config.output.jsonl == "-":
-        run(config, stop, lambda record: write_json_line(record, sys.stdout))
-        return EXIT_OK
-    with Path(config.output.jsonl).open("a") as stream:
-        run(config, stop, lambda record: write_json_line(record, stream))
+    signal.signal(signal.SIGHUP, request_reload)
+    notifier = Notifier()
+    try:
+        run(config, stop, notifier=notifier, reload=reload, config_path=args.config)
+    finally:
+        notifier.close()
     return EXIT_OK
 
 

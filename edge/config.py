@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, get_type_hints
 
 from edge.errors import EXIT_CONFIG, EdgesightError
+from edge.publish.settings import HttpSettings, MqttSettings, OutputSettings
 
 
 def key(default: Any, *, low: float | None = None, high: float | None = None) -> Any:
@@ -79,20 +80,28 @@ class DataLoopConfig:
 
 
 @dataclass(frozen=True)
-class OutputConfig:
-    jsonl: str = "-"  # '-' is stdout, anything else a file that is appended to
-
-
-@dataclass(frozen=True)
 class Config:
     source: SourceConfig
     model: ModelConfig
     results: ResultsConfig = field(default_factory=ResultsConfig)
     dataloop: DataLoopConfig = field(default_factory=DataLoopConfig)
-    output: OutputConfig = field(default_factory=OutputConfig)
+    output: OutputSettings = field(default_factory=OutputSettings)  # JSON lines; jsonl = "" turns them off
+    mqtt: MqttSettings | None = None  # off unless the section is present
+    http: HttpSettings | None = None  # off unless the section is present
 
 
-PATH_KEYS = {("source", "uri"), ("model", "path"), ("model", "labels"), ("output", "jsonl"), ("dataloop", "dir")}
+PATH_KEYS = {
+    ("source", "uri"),
+    ("model", "path"),
+    ("model", "labels"),
+    ("output", "jsonl"),
+    ("dataloop", "dir"),
+    ("mqtt", "password_file"),
+    ("mqtt", "ca_file"),
+    ("mqtt", "cert_file"),
+    ("mqtt", "key_file"),
+    ("http", "token_file"),
+}
 
 
 def _line_of(text: str, section: str, key: str | None) -> int | None:
@@ -205,10 +214,13 @@ def load_config(path: Path) -> Config:
     values = {}
     for name, f in sections.items():
         if name not in data:
-            if f.default_factory is dataclasses.MISSING:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise EdgesightError(f"{path}: the [{name}] section is required", EXIT_CONFIG)
             continue
-        values[name] = checker.section(hints[name], name, _resolve_paths(name, data[name], path.parent))
+        cls = next(t for t in typing.get_args(hints[name]) or (hints[name],) if t is not type(None))
+        values[name] = checker.section(cls, name, _resolve_paths(name, data[name], path.parent))
+        for key, what in getattr(values[name], "problems", list)():
+            raise checker.error(name, key, what)
     config = Config(**values)
     _check_together(config, checker)
     return config

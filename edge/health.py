@@ -28,6 +28,7 @@ class HealthSnapshot:
     model: dict[str, Any] = field(default_factory=dict)
     dataloop_saved: int = 0
     dataloop_removed: int = 0
+    reload_error: str = ""  # why the last reload was refused; empty after a good one
     started: float = field(default_factory=time.time)
 
     def to_json(self) -> dict[str, Any]:

@@ -206,25 +206,20 @@ def digits_tflite(digits_run, digits_bundle, tmp_path_factory: pytest.TempPathFa
 
     import tensorflow as tf
 
-    from train.data import load_arrays
-    from train.quantize import representative_set
+    from train.quantize import convert
+    from train.run import split_pixels
 
     model = digits_run.load_model()
-    calibration, _, _ = load_arrays(digits_run.examples("train")[:200], digits_run.config.preprocess)
+    calibration = split_pixels(digits_run, "train")[0][:200]
     out = tmp_path_factory.mktemp("plain")
+    with contextlib.redirect_stdout(io.StringIO()):
+        models = {"float32": tf.lite.TFLiteConverter.from_keras_model(model).convert()}
+        models["uint8"] = convert(model, calibration, io_type="uint8")
     paths = {}
-    for kind in ("float32", "uint8"):
-        converter = tf.lite.TFLiteConverter.from_keras_model(model)
-        if kind == "uint8":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.representative_dataset = lambda: representative_set(calibration, 200, 0)
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            converter.inference_input_type = tf.uint8
-            converter.inference_output_type = tf.uint8
-        with contextlib.redirect_stdout(io.StringIO()):
-            paths[kind] = out / kind / "digits.tflite"
-            paths[kind].parent.mkdir()
-            paths[kind].write_bytes(converter.convert())
+    for kind, flatbuffer in models.items():
+        paths[kind] = out / kind / "digits.tflite"
+        paths[kind].parent.mkdir()
+        paths[kind].write_bytes(flatbuffer)
     paths["int8"] = out / "int8" / "digits.tflite"
     paths["int8"].parent.mkdir()
     shutil.copy(digits_bundle / "model.tflite", paths["int8"])

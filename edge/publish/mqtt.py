@@ -135,8 +135,6 @@ class MqttSink(Sink):
         self.telemetry = telemetry
         self.throttled = 0  # results not published because of result_interval_s (by design, not a loss)
         self._submit_lock = threading.Lock()
-        self._candidate: str | None = None
-        self._streak = 0
         self._state: dict[str, Any] | None = None
         self._last_result_at = -float("inf")
         # Connection state, guarded by the base class's condition.
@@ -189,24 +187,22 @@ class MqttSink(Sink):
     # The caller's side: turn a result into messages, without waiting for anything.
 
     def submit(self, record: dict[str, Any]) -> None:
-        """Queue ``result`` (rate-limited by ``result_interval_s``), and ``state`` + ``event`` on a label change."""
+        """Queue ``result`` (rate-limited by ``result_interval_s``), and ``state`` + ``event`` when the
+        daemon's debounced state (``state``, ``state_changed`` in the record) changes."""
         now = time.monotonic()
-        label, score = record.get("label"), record.get("score")
         with self._submit_lock:
             publish_result = now - self._last_result_at >= self.settings.result_interval_s
             if publish_result:
                 self._last_result_at = now
             else:
                 self.throttled += 1
-            self._streak = self._streak + 1 if label == self._candidate else 1
-            self._candidate = label
-            changed = self._streak >= self.settings.debounce and (self._state is None or self._state["label"] != label)
+            changed = bool(record.get("state_changed")) and record.get("state") is not None
             before = self._state
             if changed:
                 model = self.telemetry.model if self.telemetry else None
                 self._state = {
-                    "label": label,
-                    "score": score,
+                    "label": record["state"],
+                    "score": record.get("smoothed", record).get("score"),
                     "ts": record.get("ts", round(time.time(), 3)),
                     "model": model.name if model else None,
                     "model_version": model.version if model else None,

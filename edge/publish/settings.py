@@ -43,7 +43,6 @@ class MqttSettings:
     qos_stats: int = 0
     result_interval_s: float = 0.0  # publish at most one `result` per interval; 0 publishes every one
     stats_interval_s: float = 30.0
-    debounce: int = 3  # results in a row with the same top label before `state` changes
     queue_size: int = 1000  # messages held while the broker is unreachable; the oldest go first
     reconnect_min_s: int = 1  # reconnect backoff doubles from this ...
     reconnect_max_s: int = 60  # ... up to this
@@ -74,8 +73,6 @@ class MqttSettings:
             found.append(("result_interval_s", f"must not be negative (got {self.result_interval_s})"))
         if self.stats_interval_s <= 0:
             found.append(("stats_interval_s", f"must be positive (got {self.stats_interval_s})"))
-        if self.debounce < 1:
-            found.append(("debounce", f"must be at least 1 (got {self.debounce})"))
         if self.queue_size < 1:
             found.append(("queue_size", f"must be at least 1 (got {self.queue_size})"))
         if not 1 <= self.reconnect_min_s <= self.reconnect_max_s:
@@ -118,15 +115,13 @@ class HttpSettings:
 class OutputSettings:
     """``[output]``: JSON lines, one per result, to stdout or to a file rotated by size."""
 
-    jsonl: str = "-"  # '-' is stdout, anything else a file that is appended to
+    jsonl: str = "-"  # '-' is stdout, "" is off, anything else a file that is appended to
     rotate_bytes: int = 10_000_000  # a file past this size is renamed to <file>.1, <file>.1 to <file>.2, ...
     keep: int = 5  # rotated files kept
     queue_size: int = 1000
 
     def problems(self) -> list[tuple[str, str]]:
         found = []
-        if not self.jsonl:
-            found.append(("jsonl", "must be '-' (stdout) or a file path"))
         for key in ("rotate_bytes", "keep", "queue_size"):
             if getattr(self, key) < 1:
                 found.append((key, f"must be at least 1 (got {getattr(self, key)})"))

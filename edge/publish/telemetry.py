@@ -62,6 +62,8 @@ class Telemetry:
         self._latencies: deque[float] = deque(maxlen=RECENT)
         self._frame_ages: deque[float] = deque(maxlen=RECENT)
         self._sinks: list[Sink] = []
+        self._reloads = self._reload_failures = 0
+        self._reload: dict[str, Any] | None = None
         self._snapshot_lock = threading.Lock()
         self._snapshot_key: tuple[int, int, int] | None = None
         self._snapshot: bytes | None = None
@@ -118,6 +120,13 @@ class Telemetry:
         with self._lock:
             self._model = ModelInfo(name, version, sha256, runtime, tuple(labels))
 
+    def on_reload(self, ok: bool, message: str) -> None:
+        """Record a reload's outcome: a refused bundle must be visible, not only in the journal."""
+        with self._lock:
+            self._reloads += 1
+            self._reload_failures += 0 if ok else 1
+            self._reload = {"ok": ok, "message": message, "ts": round(time.time(), 3)}
+
     def add_sink(self, sink: Sink) -> None:
         """Report a sink's counters in /metrics, /api/status and the stats."""
         with self._lock:
@@ -153,6 +162,7 @@ class Telemetry:
         with self._lock:
             latencies, ages = np.asarray(self._latencies), np.asarray(self._frame_ages)
             frames, dropped, fps = self._frames, self._dropped_frames, self._fps()
+            reloads, reload_failures = self._reloads, self._reload_failures
             sinks = list(self._sinks)
         counters = [s.counters() for s in sinks]
         return {
@@ -167,6 +177,8 @@ class Telemetry:
             "dropped_frames": dropped,
             "publish_dropped": sum(c.dropped for c in counters),
             "publish_failed": sum(c.failed for c in counters),
+            "reloads": reloads,
+            "reload_failures": reload_failures,
         }
 
     def status(self, stale_after_s: float) -> dict[str, Any]:
@@ -176,6 +188,7 @@ class Telemetry:
         with self._lock:
             model = None if self._model is None else {**asdict(self._model), "labels": list(self._model.labels)}
             source = {"ok": self._source_ok, "reason": self._source_reason}
+            reload = None if self._reload is None else dict(self._reload)
             sinks = list(self._sinks)
         return {
             "device": self.device_id,
@@ -189,6 +202,7 @@ class Telemetry:
             "latency_ms": {"mean": stats["latency_ms"], "p95": stats["latency_p95_ms"]},
             "frame_age_ms": {"mean": stats["frame_age_ms"], "p95": stats["frame_age_p95_ms"]},
             "sinks": {s.name: asdict(s.counters()) for s in sinks},
+            "reload": reload,
         }
 
     def snapshot(self, width: int, quality: int) -> bytes | None:
@@ -220,6 +234,7 @@ class Telemetry:
                 "source_ok": self._source_ok,
                 "model": self._model,
                 "sinks": list(self._sinks),
+                "reload_failures": self._reload_failures,
             }
 
 
@@ -248,6 +263,9 @@ class _Collector:
         )
         yield GaugeMetricFamily(
             "edgesight_fps", f"Frames classified per second over {FPS_WINDOW_S:g} s.", values["fps"]
+        )
+        yield CounterMetricFamily(
+            "edgesight_reload_failures", "Reloads refused: the old model kept running.", value=values["reload_failures"]
         )
         yield GaugeMetricFamily("edgesight_source_up", "1 while the frame source delivers.", int(values["source_ok"]))
         model = values["model"]

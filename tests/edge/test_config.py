@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -50,8 +51,9 @@ def test_unknown_key_names_file_line_key_and_allowed_keys(tmp_path):
 
 
 def test_unknown_section(tmp_path):
-    error = error_of(tmp_path, GOOD + "\n[mqtt]\nhost = 'x'\n")
-    assert ":9: [mqtt] is not a known section" in str(error) and error.exit_code == EXIT_CONFIG
+    error = error_of(tmp_path, GOOD + "\n[mqqt]\nhost = 'x'\n")
+    assert ":9: [mqqt] is not a known section" in str(error) and error.exit_code == EXIT_CONFIG
+    assert "allowed: source, model, results, dataloop, output, mqtt, http" in str(error)
 
 
 def test_wrong_type_names_the_value(tmp_path):
@@ -115,3 +117,26 @@ def test_picamera_uri_and_data_loop_dir_resolution(tmp_path):
         config_file(tmp_path, GOOD.replace('"clip.mp4"', '"picamera2:1"') + '\n[dataloop]\ndir = "review"\n')
     )
     assert config.source.uri == "picamera2:1" and config.dataloop.dir == str(tmp_path / "review")
+
+
+PACKAGED = Path(__file__).resolve().parents[2] / "systemd" / "edgesight.toml"
+
+
+def test_the_packaged_config_loads_and_every_commented_key_is_real(tmp_path):
+    config = load_config(PACKAGED)
+    assert config.source.uri == "picamera2" and config.model.path == "/var/lib/edgesight/bundles/current"
+    assert config.http is not None and config.http.host == "127.0.0.1" and config.output.jsonl == ""
+    # Uncommenting every documented key (and the [mqtt] section) must still give a valid config.
+    uncommented = re.sub(r"(?m)^# (\[?[a-z_]+\]?( = .*)?)$", r"\1", PACKAGED.read_text())
+    (tmp_path / "all.toml").write_text(uncommented)
+    everything = load_config(tmp_path / "all.toml")
+    assert everything.mqtt is not None and everything.mqtt.host == "broker.lan"
+    assert everything.dataloop.dir == "/var/lib/edgesight/dataloop"
+
+
+def test_publishing_sections_are_validated_with_the_line(tmp_path):
+    error = error_of(tmp_path, GOOD + '[mqtt]\nhost = "127.0.0.1"\nqos_state = 3\n')
+    assert error.exit_code == EXIT_CONFIG and ":10: [mqtt] qos_state must be 0, 1 or 2 (got 3)" in str(error)
+    path = config_file(tmp_path, GOOD + '[http]\nport = 8080\ntoken_file = "token"\n')
+    assert load_config(path).http.token_file == str(tmp_path / "token")
+    assert load_config(config_file(tmp_path, GOOD)).mqtt is None

@@ -1,9 +1,11 @@
 """Property tests: no input makes the config parser or the manifest reader fail with anything but a
 clean ``EdgesightError`` carrying the documented exit code."""
 
+import dataclasses
 import json
 import math
 import string
+import typing
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -45,9 +47,10 @@ toml_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from("abc"), inner, max_size=2),
     max_leaves=6,
 )
-KNOWN_KEYS = sorted({f for section in Config.__dataclass_fields__.values() for f in section.type.__dataclass_fields__})
+SECTION_TYPES = [t for hint in typing.get_type_hints(Config).values() for t in typing.get_args(hint) or (hint,)]
+KNOWN_KEYS = sorted({f.name for t in SECTION_TYPES if dataclasses.is_dataclass(t) for f in dataclasses.fields(t)})
 config_keys = st.sampled_from(KNOWN_KEYS) | st.text(string.ascii_lowercase + "_", min_size=1, max_size=8)
-sections = st.sampled_from([*Config.__dataclass_fields__, "mqtt", "other"])
+sections = st.sampled_from([*Config.__dataclass_fields__, "mqqt", "other"])
 config_documents = st.dictionaries(sections, st.dictionaries(config_keys, toml_values, max_size=6), max_size=5)
 
 

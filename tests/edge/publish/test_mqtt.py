@@ -1,21 +1,21 @@
 """The MQTT sink against a real mosquitto: topics and payloads, retained state, Home Assistant discovery,
 Last Will, credentials, and a broker outage in the middle of a run."""
 
-import json
 import logging
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import cv2
 import pytest
 
+from edge.config import ResultsConfig
 from edge.errors import EXIT_CONFIG, EdgesightError
 from edge.publish.mqtt import MqttSink
 from edge.publish.settings import MqttSettings
 from edge.publish.telemetry import Telemetry
+from edge.results import ResultFilter
 from tests.conftest import ROOT
 from tests.edge.publish.conftest import DEADLINE_S, wait_until
 
@@ -35,9 +35,18 @@ def started(sink: MqttSink) -> MqttSink:
     return sink
 
 
-def fake_result(n: int, label: str) -> dict:
+def fake_result(n: int, label: str, state_changed: bool = False) -> dict:
     """A result dict shaped like the service's, for tests about the protocol rather than the model."""
-    return {"ts": 1764061200.0 + n, "frame": n, "label": label, "score": 0.9, "topk": [[label, 0.9]], "latency_ms": 1.0}
+    return {
+        "ts": 1764061200.0 + n,
+        "frame": n,
+        "label": label,
+        "score": 0.9,
+        "topk": [[label, 0.9]],
+        "latency_ms": 1.0,
+        "state": label,
+        "state_changed": state_changed,
+    }
 
 
 @pytest.fixture
@@ -50,10 +59,10 @@ def telemetry() -> Telemetry:
 def test_messages_queued_without_a_broker_keep_the_newest_up_to_the_bound(mosquitto, recorder_factory, telemetry):
     recorder = recorder_factory([f"{BASE}/result"])
     mosquitto.stop()  # the recorder's session survives the restart; the sink starts while the broker is down
-    sink = MqttSink(settings(mosquitto.port, queue_size=10, debounce=1, qos_result=1), telemetry)
+    sink = MqttSink(settings(mosquitto.port, queue_size=10, qos_result=1), telemetry)
     sink.start()
     for n in range(50):
-        sink.submit(fake_result(n, "7"))  # 50 results + 1 state + 1 event
+        sink.submit(fake_result(n, "7", state_changed=n == 0))  # 50 results + 1 state + 1 event
     counters = sink.counters()
     assert not sink.connected and (counters.queued, counters.dropped) == (10, 42)
     mosquitto.start()
@@ -175,9 +184,9 @@ def test_stats_are_published_periodically(mosquitto, recorder_factory, telemetry
 
 def test_result_interval_thins_results_but_not_state_changes(mosquitto, recorder_factory):
     recorder = recorder_factory([f"{BASE}/result", f"{BASE}/state"])
-    sink = started(MqttSink(settings(mosquitto.port, result_interval_s=3600, debounce=1)))
+    sink = started(MqttSink(settings(mosquitto.port, result_interval_s=3600)))
     for n, label in enumerate("1122"):
-        sink.submit(fake_result(n, label))
+        sink.submit(fake_result(n, label, state_changed=n in (0, 2)))
     states = recorder.wait_for(f"{BASE}/state", 2)
     sink.close(timeout=5)
     assert [m.json()["frame"] for m in recorder.on(f"{BASE}/result")] == [0]
@@ -190,19 +199,23 @@ def test_payloads_of_real_results_state_events_and_stats(mosquitto, recorder_fac
     manifest = digits_classifier.manifest
     telemetry.set_model(manifest.name, manifest.version, sha256=manifest.model_sha256, runtime="ai-edge-litert")
     recorder = recorder_factory([f"{BASE}/#"])
-    sink = started(MqttSink(settings(mosquitto.port, debounce=2, qos_result=1), telemetry))
+    sink = started(MqttSink(settings(mosquitto.port, qos_result=1), telemetry))
     telemetry.add_sink(sink)
+    debounced = ResultFilter(ResultsConfig(debounce=2), manifest.labels)  # the service's own state
     sequence = ["3", "3", "3", "8", "8"]
     for n, label in enumerate(sequence):
         image = cv2.imread(str(digit_images[label][n % 5]))
-        result = {"ts": round(time.time(), 3), "frame": n, **digits_classifier.classify(image).to_json()}
+        classification = digits_classifier.classify(image)
+        decision = debounced.update(classification.probabilities)
+        result = {"ts": round(time.time(), 3), "frame": n, **classification.to_json()}
         assert result["label"] == label  # the real model reads these digits right
+        result |= {"state": decision.state, "state_changed": decision.changed}
         telemetry.on_result(image, result, frame_age_ms=5.0, latency_ms=result["latency_ms"])
         sink.submit(result)
     results = [m.json() for m in recorder.wait_for(f"{BASE}/result", 5)]
     assert [r["frame"] for r in results] == list(range(5))
     for r in results:
-        assert set(r) == {"ts", "frame", "label", "score", "topk", "latency_ms"}
+        assert set(r) == {"ts", "frame", "label", "score", "topk", "latency_ms", "state", "state_changed"}
         assert isinstance(r["score"], float) and 0 <= r["score"] <= 1 and len(r["topk"]) == 3
     states = recorder.wait_for(f"{BASE}/state", 2)
     assert [s.json()["label"] for s in states] == ["3", "8"]  # debounced: 2 in a row before a change
@@ -221,84 +234,81 @@ def test_payloads_of_real_results_state_events_and_stats(mosquitto, recorder_fac
     assert retained.retain and retained.json() == state
 
 
-@pytest.mark.slow
-def test_last_will_says_offline_when_the_daemon_is_killed(mosquitto, recorder_factory, digits_bundle, digits_dir):
-    recorder = recorder_factory([f"{BASE}/available", f"{BASE}/result"])
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "tests.edge.publish.mqtt_driver", "--port", str(mosquitto.port), "--device", DEVICE,
-         "--bundle", str(digits_bundle), "--images", str(digits_dir / "5")],
+def daemon_config(tmp_path, port: int, bundle, images, **mqtt) -> str:
+    """A config for the real daemon: a looping image folder, paced by max_fps, published over MQTT."""
+    options = "".join(f"{key} = {value}\n" for key, value in mqtt.items())
+    config = tmp_path / "edgesight.toml"
+    config.write_text(
+        f'[source]\nuri = "{images}"\nloop = true\nmax_fps = 50\n'
+        f'[model]\npath = "{bundle}"\nthreads = 1\n'
+        f'[output]\njsonl = ""\n'
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\ndevice_id = "{DEVICE}"\nkeepalive = 5\n{options}'
+    )
+    return str(config)
+
+
+def start_daemon(config: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "run", "--config", config],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_last_will_says_offline_when_the_daemon_is_killed(
+    mosquitto, recorder_factory, digits_bundle, digits_dir, tmp_path
+):
+    recorder = recorder_factory([f"{BASE}/available", f"{BASE}/result"])
+    daemon = start_daemon(daemon_config(tmp_path, mosquitto.port, digits_bundle, digits_dir / "5"))
     try:
         recorder.wait_for(f"{BASE}/result", 3, timeout=60)
         assert recorder.on(f"{BASE}/available")[-1].payload == b"online"
         assert recorder.on(f"{BASE}/result")[-1].json()["label"] == "5"
-        driver.send_signal(signal.SIGKILL)
-        driver.wait(DEADLINE_S)
+        daemon.send_signal(signal.SIGKILL)
+        daemon.wait(DEADLINE_S)
         wait_until(lambda: recorder.on(f"{BASE}/available")[-1].payload == b"offline", what="the Last Will")
     finally:
-        driver.kill()
-        driver.wait(DEADLINE_S)
-    assert driver.returncode == -signal.SIGKILL
+        daemon.kill()
+        daemon.wait(DEADLINE_S)
+    assert daemon.returncode == -signal.SIGKILL
     late = recorder_factory([f"{BASE}/available"], client_id="late")
     assert late.wait_for(f"{BASE}/available")[0].payload == b"offline"  # the will is retained
 
 
-class Feeder(threading.Thread):
-    """The daemon loop's stand-in: classifies real digits as fast as it may and submits every result."""
-
-    def __init__(self, classifier, images, sink: MqttSink, telemetry: Telemetry, period_s: float) -> None:
-        super().__init__(name="feeder", daemon=True)
-        self.classifier, self.images, self.sink, self.telemetry = classifier, images, sink, telemetry
-        self.period_s = period_s
-        self.frames = 0
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.wait(self.period_s):
-            image = self.images[self.frames % len(self.images)]
-            result = {"ts": round(time.time(), 3), "frame": self.frames, **self.classifier.classify(image).to_json()}
-            self.telemetry.on_result(image, result, frame_age_ms=1.0, latency_ms=result["latency_ms"])
-            self.sink.submit(result)
-            self.frames += 1
-
-
 @pytest.mark.slow
 def test_broker_outage_mid_run_keeps_classifying_and_delivers_the_queue_in_order(
-    mosquitto, recorder_factory, digits_classifier, digit_images
+    mosquitto, recorder_factory, digits_bundle, digits_dir, tmp_path
 ):
-    telemetry = Telemetry(DEVICE)
-    recorder = recorder_factory([f"{BASE}/result", f"{BASE}/available"])
-    sink = started(
-        MqttSink(settings(mosquitto.port, qos_result=1, queue_size=2000, reconnect_min_s=1, reconnect_max_s=2))
-    )
-    images = [cv2.imread(str(p)) for paths in digit_images.values() for p in paths]
-    feeder = Feeder(digits_classifier, images, sink, telemetry, period_s=0.01)
-    feeder.start()
+    recorder = recorder_factory([f"{BASE}/result", f"{BASE}/available", f"{BASE}/stats"])
+    config = daemon_config(
+        tmp_path, mosquitto.port, digits_bundle, digits_dir / "3",
+        qos_result=1, queue_size=2000, reconnect_min_s=1, reconnect_max_s=2, stats_interval_s=0.5,
+    )  # fmt: skip
+    daemon = start_daemon(config)
     try:
-        recorder.wait_for(f"{BASE}/result", 20)
+        recorder.wait_for(f"{BASE}/result", 20, timeout=60)
         mosquitto.stop()
-        wait_until(lambda: not sink.connected, what="the sink to notice the outage")
-        down_at = feeder.frames
-        outage_ends = time.monotonic() + 3.0  # the outage lasts several seconds of classification
+        last_before = recorder.on(f"{BASE}/result")[-1].json()["frame"]
+        outage_ends = time.monotonic() + 4.0  # several seconds without a broker
         wait_until(lambda: time.monotonic() > outage_ends, timeout=10, what="the outage")
-        classified_during_outage = feeder.frames - down_at
-        queued_during_outage = sink.counters().queued
         mosquitto.start()
-        wait_until(lambda: sink.connected and sink.counters().queued < 5, what="reconnect and drain")
+        # Frames classified during the outage arrive after the reconnect, then new ones follow.
+        wait_until(
+            lambda: recorder.on(f"{BASE}/result")[-1].json()["frame"] > last_before + 150,
+            timeout=60,
+            what="results from after the outage",
+        )
+        stats = recorder.on(f"{BASE}/stats")[-1].json()
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(DEADLINE_S)
     finally:
-        feeder.stop.set()
-        feeder.join(DEADLINE_S)
-    sink.close(timeout=10)
-    assert classified_during_outage >= 50  # classification went on at its pace while the broker was away
-    assert queued_during_outage >= 50
-    counters = sink.counters()
-    assert (counters.dropped, counters.failed) == (0, 0) and counters.delivered == counters.submitted
-    wait_until(lambda: len({m.json()["frame"] for m in recorder.on(f"{BASE}/result")}) == feeder.frames,
-               what="every result at the recorder")  # fmt: skip
+        daemon.kill()
+        daemon.wait(DEADLINE_S)
+    assert daemon.returncode == 0, daemon.stderr.read()
     frames = [m.json()["frame"] for m in recorder.on(f"{BASE}/result")]
     first_seen = list(dict.fromkeys(frames))  # QoS 1 may repeat a message across the reconnect, never reorder
-    assert first_seen == list(range(feeder.frames))
-    assert json.loads(recorder.on(f"{BASE}/result")[-1].payload)["frame"] == feeder.frames - 1
-    wait_until(lambda: recorder.on(f"{BASE}/available")[-1].payload == b"offline", what="offline on close")
+    assert first_seen == list(range(first_seen[0], first_seen[-1] + 1))  # none lost, none out of order
+    assert first_seen[-1] > last_before + 150  # 50 fps went on through a 4 s outage
+    assert stats["publish_dropped"] == 0 and stats["frames"] > last_before
+    assert [m.payload for m in recorder.on(f"{BASE}/available")][-1] == b"offline"  # clean stop
     assert [m.payload for m in recorder.on(f"{BASE}/available")].count(b"online") == 2  # announced again

@@ -1,0 +1,152 @@
+"""`edgesight run` as systemd runs it: a real process, a notification socket, HTTP, signals, reloads."""
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, wait_for
+from tests.edge.publish.conftest import free_port
+
+pytestmark = pytest.mark.slow
+
+
+class NotifySocket:
+    """systemd's side of sd_notify: a datagram socket that records every message the daemon sends."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.socket.bind(str(path))
+        self.socket.setblocking(False)
+        self.messages: list[str] = []
+
+    def received(self) -> list[str]:
+        while True:
+            try:
+                self.messages.append(self.socket.recv(4096).decode())
+            except BlockingIOError:
+                return self.messages
+
+    def fields(self) -> list[str]:
+        return [field for message in self.received() for field in message.split("\n")]
+
+
+def get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def status_or_none(url: str) -> dict | None:
+    try:
+        return get_json(url)
+    except OSError:
+        return None
+
+
+def install_bundle(bundles: Path, source: Path, version: str) -> Path:
+    """A copy of ``source`` as bundles/<version>, with that version in its manifest."""
+    target = bundles / version
+    shutil.copytree(source, target)
+    manifest = json.loads((target / "manifest.json").read_text())
+    manifest["version"] = version
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    return target
+
+
+def switch(bundles: Path, version: str) -> None:
+    """Point ``current`` at a version atomically, as `make deploy` does."""
+    link = bundles / "current.new"
+    link.symlink_to(version)
+    link.replace(bundles / "current")
+
+
+@pytest.fixture
+def daemon(tmp_path, digits_bundle, digits_dir):
+    """The daemon on a looping image folder, with a notify socket, a watchdog and HTTP on loopback."""
+    bundles = tmp_path / "bundles"
+    bundles.mkdir()
+    install_bundle(bundles, digits_bundle, "1.0.0")
+    switch(bundles, "1.0.0")
+    port = free_port()
+    config = tmp_path / "edgesight.toml"
+    config.write_text(
+        f'[source]\nuri = "{digits_dir / "4"}"\nloop = true\nmax_fps = 30\n'
+        f'[model]\npath = "{bundles / "current"}"\nthreads = 1\n'
+        f'[output]\njsonl = "{tmp_path / "results.jsonl"}"\n'
+        f"[http]\nport = {port}\n"
+    )
+    notify = NotifySocket(tmp_path / "notify")
+    env = {**os.environ, "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "3000000"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "run", "--config", str(config)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    process.notify, process.bundles, process.url = notify, bundles, f"http://127.0.0.1:{port}"
+    process.results = tmp_path / "results.jsonl"
+    yield process
+    process.kill()
+    process.wait(30)
+
+
+def test_ready_only_after_the_first_result_then_watchdog_status_and_stopping(daemon):
+    wait_for(lambda: "READY=1" in daemon.notify.fields(), timeout=60, what="READY=1")
+    fields = daemon.notify.fields()
+    assert fields.index("STATUS=loading the model") < fields.index("READY=1")
+    assert any(f.startswith("STATUS=waiting for the first frame") for f in fields[: fields.index("READY=1")])
+    # READY means a result exists: the model is loaded, checked, and a frame went through it.
+    wait_for(lambda: daemon.results.exists() and daemon.results.read_text().strip(), what="the first JSON line")
+    assert json.loads(daemon.results.read_text().splitlines()[0])["label"] == "4"
+    wait_for(lambda: daemon.notify.fields().count("WATCHDOG=1") >= 3, what="watchdog pings while classifying")
+    ready_status = next(f for f in daemon.notify.fields() if f.startswith("STATUS=") and "fps" in f)
+    assert "digits 1.0.0" in ready_status
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(30) == 0, daemon.stderr.read()
+    assert daemon.notify.fields()[-1] == "STOPPING=1"
+
+
+def test_sighup_refuses_a_corrupt_bundle_and_switches_to_a_good_one(daemon, digits_bundle):
+    status = wait_for(lambda: status_or_none(daemon.url + "/api/status"), timeout=60, what="the HTTP status")
+    wait_for(lambda: get_json(daemon.url + "/api/status")["counters"]["frames"] > 0, what="frames")
+    assert status["model"]["version"] == "1.0.0"
+
+    # A flatbuffer of garbage whose sha256 matches its manifest: only loading it can tell.
+    corrupt = install_bundle(daemon.bundles, digits_bundle, "2.0.0-corrupt")
+    garbage = os.urandom((corrupt / "model.tflite").stat().st_size)
+    (corrupt / "model.tflite").write_bytes(garbage)
+    manifest = json.loads((corrupt / "manifest.json").read_text())
+    manifest["model_sha256"] = hashlib.sha256(garbage).hexdigest()
+    (corrupt / "manifest.json").write_text(json.dumps(manifest))
+    switch(daemon.bundles, "2.0.0-corrupt")
+    daemon.send_signal(signal.SIGHUP)
+    refused = wait_for(
+        lambda: (get_json(daemon.url + "/api/status").get("reload") or {}).get("ok") is False,
+        what="the reload to be refused",
+    )
+    assert refused
+    document = get_json(daemon.url + "/api/status")
+    assert "2.0.0-corrupt" in document["reload"]["message"] and document["model"]["version"] == "1.0.0"
+    frames = document["counters"]["frames"]
+    wait_for(lambda: get_json(daemon.url + "/api/status")["counters"]["frames"] > frames + 10, what="more frames")
+    assert get_json(daemon.url + "/api/result")["label"] == "4"  # the old model goes on classifying
+    metrics = urllib.request.urlopen(daemon.url + "/metrics", timeout=5).read().decode()
+    assert "edgesight_reload_failures_total 1.0" in metrics
+
+    install_bundle(daemon.bundles, digits_bundle, "3.0.0")
+    switch(daemon.bundles, "3.0.0")
+    daemon.send_signal(signal.SIGHUP)
+    wait_for(lambda: get_json(daemon.url + "/api/status")["model"]["version"] == "3.0.0", what="the new model")
+    document = get_json(daemon.url + "/api/status")
+    assert document["reload"]["ok"] is True and document["health"]["ok"] is True
+    assert "READY=1" in daemon.notify.fields()[daemon.notify.fields().index("RELOADING=1") :]
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(30) == 0
+    assert "reload refused" in daemon.stderr.read()
