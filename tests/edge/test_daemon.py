@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -150,3 +151,55 @@ def test_sighup_refuses_a_corrupt_bundle_and_switches_to_a_good_one(daemon, digi
     daemon.send_signal(signal.SIGTERM)
     assert daemon.wait(30) == 0
     assert "reload refused" in daemon.stderr.read()
+
+
+def http_status(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_healthz_turns_503_when_the_stream_dies_and_200_when_it_is_back(
+    tmp_path, digits_bundle, digits_dir, mjpeg_server
+):
+    from tests.edge.test_service import digit_jpegs
+
+    server = mjpeg_server(digit_jpegs(digits_dir, "7"), fps=20)
+    port = free_port()
+    config = tmp_path / "edgesight.toml"
+    config.write_text(
+        f'[source]\nuri = "{server.url}"\ntimeout_s = 1.0\nreconnect_min_s = 0.1\nreconnect_max_s = 0.5\n'
+        f'[model]\npath = "{digits_bundle}"\nthreads = 1\n[output]\njsonl = ""\n[http]\nport = {port}\n'
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "run", "--config", str(config)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    healthz = f"http://127.0.0.1:{port}/healthz"
+    try:
+        wait_for(lambda: _ok(healthz) and http_status(healthz)[0] == 200, timeout=60, what="healthy")
+        server.stop()
+        code, body = wait_for(lambda: _unhealthy(healthz), what="/healthz to turn 503")
+        assert code == 503 and "source" in json.dumps(body)
+        server.start()
+        wait_for(lambda: http_status(healthz)[0] == 200, what="healthy again after the stream is back")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        process.kill()
+        process.wait(30)
+
+
+def _ok(url: str) -> bool:
+    try:
+        http_status(url)
+        return True
+    except OSError:
+        return False
+
+
+def _unhealthy(url: str) -> tuple[int, dict] | None:
+    code, body = http_status(url)
+    return (code, body) if code == 503 else None

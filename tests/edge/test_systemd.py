@@ -55,3 +55,24 @@ def test_watchdog_period_only_for_this_process():
     assert Notifier({"WATCHDOG_USEC": "30000000"}).watchdog_seconds == 30.0
     assert Notifier({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": str(os.getpid())}).watchdog_seconds == 30.0
     assert Notifier({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}).watchdog_seconds is None
+
+
+def test_log_lines_carry_journal_priorities_when_stderr_is_the_journal(tmp_path):
+    """systemd sets $JOURNAL_STREAM to stderr's device:inode; a file stands in for the journal's socket."""
+    import os
+    import subprocess
+    import sys
+
+    log = tmp_path / "stderr"
+    script = (
+        "import logging; from edge.console import setup_logging; setup_logging('info');"
+        "logging.getLogger('edgesight').warning('camera lost'); logging.getLogger('edgesight').info('ready')"
+    )
+    with log.open("w") as stderr:
+        stat = os.fstat(stderr.fileno())
+        env = {**os.environ, "JOURNAL_STREAM": f"{stat.st_dev}:{stat.st_ino}"}
+        subprocess.run([sys.executable, "-c", script], stderr=stderr, env=env, check=True, timeout=60)
+    assert log.read_text().splitlines() == ["<4>edgesight: camera lost", "<6>edgesight: ready"]
+    with log.open("w") as stderr:
+        subprocess.run([sys.executable, "-c", script], stderr=stderr, check=True, timeout=60)
+    assert " WARNING edgesight: camera lost" in log.read_text()
