@@ -173,13 +173,17 @@ def run(
         with lock:
             return live.classifier.classify(image).to_json()
 
-    outputs = Outputs(
-        telemetry,
-        output=config.output if config.output.jsonl else None,
-        mqtt=config.mqtt,
-        http=config.http,
-        classify=classify,
-    )
+    try:
+        outputs = Outputs(
+            telemetry,
+            output=config.output if config.output.jsonl else None,
+            mqtt=config.mqtt,
+            http=config.http,
+            classify=classify,
+        )
+    except BaseException:  # a port in use, a missing secret: stop the capture before the error goes up
+        live.capture.close()
+        raise
     publisher = Publisher(telemetry, outputs, emit)
     notifier.status(f"waiting for the first frame from {live.capture.source.description}")
     ready = False
