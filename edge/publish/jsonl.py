@@ -2,6 +2,8 @@
 
 import json
 import logging
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import IO, Any, BinaryIO
@@ -28,8 +30,13 @@ class JsonlSink(Sink):
         line = json.dumps(item, separators=(",", ":")) + "\n"
         if self._path is None:
             stream = self._stdout or sys.stdout
-            stream.write(line)
-            stream.flush()
+            try:
+                stream.write(line)
+                stream.flush()
+            except BrokenPipeError:
+                if self._stdout is not None:
+                    raise
+                self._reader_gone()
             return
         data = line.encode()
         if self._stream is None:
@@ -40,6 +47,12 @@ class JsonlSink(Sink):
         self._stream.write(data)
         self._stream.flush()
         self._size += len(data)
+
+    def _reader_gone(self) -> None:
+        """The reader of stdout went away (`edgesight run | head`): stop the daemon, as SIGPIPE would."""
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        log.info("stdout was closed by its reader; stopping")
+        os.kill(os.getpid(), signal.SIGTERM)
 
     def _open(self) -> None:
         assert self._path is not None

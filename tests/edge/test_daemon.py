@@ -203,3 +203,14 @@ def _ok(url: str) -> bool:
 def _unhealthy(url: str) -> tuple[int, dict] | None:
     code, body = http_status(url)
     return (code, body) if code == 503 else None
+
+
+def test_run_piped_into_head_stops_when_head_exits(tmp_path, digits_bundle, digits_dir):
+    config = tmp_path / "edgesight.toml"
+    config.write_text(f'[source]\nuri = "{digits_dir / "2"}"\nloop = true\n[model]\npath = "{digits_bundle}"\n')
+    result = subprocess.run(
+        f"{sys.executable} -m edge.cli run --config {config} | head -n 3",
+        shell=True, cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert [json.loads(line)["label"] for line in result.stdout.splitlines()] == ["2", "2", "2"]
+    assert "stdout was closed by its reader; stopping" in result.stderr and "Traceback" not in result.stderr
