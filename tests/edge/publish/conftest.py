@@ -16,19 +16,9 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from tests.conftest import wait_for
+
 DEADLINE_S = 20.0
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = DEADLINE_S, what: str = "condition") -> Any:
-    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def free_port() -> int:
@@ -134,7 +124,7 @@ class Recorder:
             return [m for m in self.messages if m.topic == topic]
 
     def wait_for(self, topic: str, count: int = 1, timeout: float = DEADLINE_S) -> list[Received]:
-        return wait_until(lambda: len(self.on(topic)) >= count and self.on(topic), timeout, f"{count} on {topic}")
+        return wait_for(lambda: len(self.on(topic)) >= count and self.on(topic), timeout, f"{count} on {topic}")
 
     def close(self) -> None:
         self.client.disconnect()

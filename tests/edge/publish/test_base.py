@@ -4,7 +4,7 @@ import logging
 import threading
 
 from edge.publish.base import Sink
-from tests.edge.publish.conftest import wait_until
+from tests.conftest import wait_for
 
 
 class GatedSink(Sink):
@@ -34,7 +34,7 @@ def test_a_stuck_destination_drops_the_oldest_and_counts_them():
     counters = sink.counters()
     assert (counters.submitted, counters.dropped, counters.queued) == (10, 6, 3)
     sink.gate.set()
-    wait_until(lambda: sink.counters().queued == 0, what="the queue to drain")
+    wait_for(lambda: sink.counters().queued == 0, what="the queue to drain")
     sink.close(timeout=5)
     assert sink.delivered == [0, 7, 8, 9]
     assert sink.counters().delivered == 4
@@ -62,9 +62,9 @@ def test_close_counts_what_it_could_not_deliver_as_dropped():
     assert sink.entered.wait(10)
     closer = threading.Thread(target=sink.close, kwargs={"timeout": 0.2})
     closer.start()
-    wait_until(lambda: sink.counters().dropped == 3 or not closer.is_alive(), what="close to give up")
+    wait_for(lambda: sink.counters().dropped == 3 or not closer.is_alive(), what="close to give up")
     closer.join(10)
     sink.gate.set()  # the stuck delivery ends after close gave up on it: counted, not lost
-    wait_until(lambda: sink.counters().delivered == 1, what="the stuck item")
+    wait_for(lambda: sink.counters().delivered == 1, what="the stuck item")
     counters = sink.counters()
     assert (counters.dropped, counters.queued, counters.failed) == (3, 0, 0)

@@ -21,7 +21,7 @@ from edge.publish.http import HttpServer
 from edge.publish.jsonl import JsonlSink
 from edge.publish.settings import HttpSettings, OutputSettings
 from edge.publish.telemetry import Telemetry
-from tests.edge.publish.conftest import wait_until
+from tests.conftest import wait_for
 
 
 def request(url: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, dict, bytes]:
@@ -116,7 +116,7 @@ def test_metrics_parse_with_prometheus_parser(live, tmp_path):
     feed("2", 4)
     sink.submit({"label": "2"})
     telemetry.on_drop(2)
-    wait_until(lambda: sink.counters().delivered == 1, what="the jsonl sink")
+    wait_for(lambda: sink.counters().delivered == 1, what="the jsonl sink")
     status, headers, body = request(server.url + "/metrics")
     assert status == 200 and headers["Content-Type"].startswith("text/plain")
     samples = {}

@@ -16,8 +16,8 @@ from edge.publish.mqtt import MqttSink
 from edge.publish.settings import MqttSettings
 from edge.publish.telemetry import Telemetry
 from edge.results import ResultFilter
-from tests.conftest import ROOT
-from tests.edge.publish.conftest import DEADLINE_S, wait_until
+from tests.conftest import ROOT, wait_for
+from tests.edge.publish.conftest import DEADLINE_S
 
 pytestmark = pytest.mark.system
 
@@ -31,7 +31,7 @@ def settings(port: int, **kw) -> MqttSettings:
 
 def started(sink: MqttSink) -> MqttSink:
     sink.start()
-    wait_until(lambda: sink.connected, what="the sink to connect")
+    wait_for(lambda: sink.connected, what="the sink to connect")
     return sink
 
 
@@ -67,7 +67,7 @@ def test_messages_queued_without_a_broker_keep_the_newest_up_to_the_bound(mosqui
     assert not sink.connected and (counters.queued, counters.dropped) == (10, 42)
     mosquitto.start()
     received = recorder.wait_for(f"{BASE}/result", 10)
-    wait_until(lambda: sink.counters().delivered == 10, what="the queue to drain")
+    wait_for(lambda: sink.counters().delivered == 10, what="the queue to drain")
     sink.close(timeout=5)
     assert [m.json()["frame"] for m in recorder.on(f"{BASE}/result")] == list(range(40, 50))
     assert len(received) == 10
@@ -78,7 +78,7 @@ def test_discovery_configs_are_retained_and_announced_again_when_home_assistant_
 ):
     recorder = recorder_factory(["homeassistant/sensor/#", f"{BASE}/available"])
     sink = started(MqttSink(settings(mosquitto.port), telemetry))
-    wait_until(lambda: len({m.topic for m in recorder.messages if m.topic.endswith("/config")}) == 6)
+    wait_for(lambda: len({m.topic for m in recorder.messages if m.topic.endswith("/config")}) == 6)
     late = recorder_factory(["homeassistant/sensor/#"], client_id="late")
     retained = late.wait_for("homeassistant/sensor/pi-test/label/config")[0]
     assert retained.retain  # a Home Assistant that starts later still finds the device
@@ -99,7 +99,7 @@ def test_discovery_configs_are_retained_and_announced_again_when_home_assistant_
 
     before = len(recorder.on("homeassistant/sensor/pi-test/label/config"))
     recorder.client.publish("homeassistant/status", "online", qos=1)
-    wait_until(lambda: len(recorder.on("homeassistant/sensor/pi-test/label/config")) > before, what="re-announce")
+    wait_for(lambda: len(recorder.on("homeassistant/sensor/pi-test/label/config")) > before, what="re-announce")
     again = recorder.on("homeassistant/sensor/pi-test/label/config")[-1]
     assert again.json() == by_key["label"]
     sink.close(timeout=5)
@@ -128,7 +128,7 @@ def test_username_and_password_from_a_file_connect_and_are_never_logged(mosquitt
     (tmp_path / "bad").write_text("wrong battery\n")
     rejected = MqttSink(settings(mosquitto.port, username="edge", password_file=str(tmp_path / "bad")))
     rejected.start()
-    wait_until(lambda: "refused the connection" in caplog.text, what="the refusal to be logged")
+    wait_for(lambda: "refused the connection" in caplog.text, what="the refusal to be logged")
     assert not rejected.connected
     rejected.close(timeout=1)
     accepted = started(MqttSink(settings(mosquitto.port, username="edge", password_file=str(tmp_path / "good"))))
@@ -161,7 +161,7 @@ def test_tls_with_the_brokers_ca_connects(mosquitto, tmp_path):
     mosquitto.start()
     sink = started(MqttSink(settings(mosquitto.port, tls=True, ca_file=str(tmp_path / "ca.crt"), qos_result=1)))
     sink.submit(fake_result(0, "1"))
-    wait_until(lambda: sink.counters().delivered == 1, what="a message acknowledged over TLS")
+    wait_for(lambda: sink.counters().delivered == 1, what="a message acknowledged over TLS")
     sink.close(timeout=5)
 
 
@@ -266,7 +266,7 @@ def test_last_will_says_offline_when_the_daemon_is_killed(
         assert recorder.on(f"{BASE}/result")[-1].json()["label"] == "5"
         daemon.send_signal(signal.SIGKILL)
         daemon.wait(DEADLINE_S)
-        wait_until(lambda: recorder.on(f"{BASE}/available")[-1].payload == b"offline", what="the Last Will")
+        wait_for(lambda: recorder.on(f"{BASE}/available")[-1].payload == b"offline", what="the Last Will")
     finally:
         daemon.kill()
         daemon.wait(DEADLINE_S)
@@ -290,10 +290,10 @@ def test_broker_outage_mid_run_keeps_classifying_and_delivers_the_queue_in_order
         mosquitto.stop()
         last_before = recorder.on(f"{BASE}/result")[-1].json()["frame"]
         outage_ends = time.monotonic() + 4.0  # several seconds without a broker
-        wait_until(lambda: time.monotonic() > outage_ends, timeout=10, what="the outage")
+        wait_for(lambda: time.monotonic() > outage_ends, timeout=10, what="the outage")
         mosquitto.start()
         # Frames classified during the outage arrive after the reconnect, then new ones follow.
-        wait_until(
+        wait_for(
             lambda: recorder.on(f"{BASE}/result")[-1].json()["frame"] > last_before + 150,
             timeout=60,
             what="results from after the outage",

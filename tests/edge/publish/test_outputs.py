@@ -11,7 +11,7 @@ import pytest
 from edge.publish.outputs import Outputs
 from edge.publish.settings import HttpSettings, MqttSettings, OutputSettings
 from edge.publish.telemetry import Telemetry
-from tests.edge.publish.conftest import wait_until
+from tests.conftest import wait_for
 
 
 @pytest.mark.system
@@ -27,7 +27,7 @@ def test_one_submit_reaches_jsonl_and_mqtt_and_close_drains_them(mosquitto, reco
         stdout=stdout,
     )
     with outputs:
-        wait_until(lambda: outputs.sinks[1].connected, what="mqtt to connect")
+        wait_for(lambda: outputs.sinks[1].connected, what="mqtt to connect")
         for n in range(5):
             record = {"ts": 1.0 + n, "frame": n, "label": "a", "score": 1.0, "topk": [["a", 1.0]]}
             telemetry.on_result(None, record, 1.0, 1.0)

@@ -6,7 +6,7 @@ import numpy as np
 from edge.publish.jsonl import JsonlSink
 from edge.publish.settings import OutputSettings
 from edge.publish.telemetry import Telemetry
-from tests.edge.publish.conftest import wait_until
+from tests.conftest import wait_for
 
 
 def result(label: str) -> dict:
@@ -19,7 +19,7 @@ def test_health_turns_unhealthy_when_frames_stop_arriving():
     telemetry.set_source_state(True)
     telemetry.on_result(None, result("a"), 1.0, 1.0)
     assert telemetry.health(stale_after_s=60).ok
-    reason = wait_until(lambda: (h := telemetry.health(stale_after_s=0.05)) and not h.ok and h.reason)
+    reason = wait_for(lambda: (h := telemetry.health(stale_after_s=0.05)) and not h.ok and h.reason)
     assert reason.startswith("no frame classified for ")
 
 
