@@ -1,0 +1,205 @@
+"""The six measurements. Each returns plain data (for results.json); ratios compare runs made
+one after the other in the same benchmark run, on the same model, video and thread count."""
+
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from bench import media
+from bench.programs import ProgramRun, bare_rate, daemon_config, edgesight_run, run_program, usual_loop
+from edge.bundle import TensorSpec
+from edge.fastprep import make_preparer
+from edge.preprocess import PreprocessSpec
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much of everything to run: the full benchmark, or the smoke test's ``--quick`` sliver."""
+
+    models: tuple[str, ...]
+    frames: int  # frames in each benchmark video
+    preprocess_repeats: int
+    freshness_model: str
+    freshness_s: float
+    footprint_model: str
+    invokes: int  # bare-loop and int8/float invokes
+
+
+FULL = Plan(("tiny", "resnet8", "mobilenetv2"), 300, 200, "mobilenetv2", 10.0, "mobilenetv2", 200)
+QUICK = Plan(("tiny",), 40, 5, "tiny", 1.5, "tiny", 20)
+
+
+@dataclass(frozen=True)
+class Workspace:
+    build: Path  # cached models and videos; logs and configs of this run
+    models: dict[str, Path]  # name -> built model directory (bundle/, float.tflite)
+    threads: int
+
+    def bundle(self, name: str) -> Path:
+        return (self.models[name] / "bundle").resolve()
+
+    def int8(self, name: str) -> Path:
+        return self.bundle(name) / "model.tflite"
+
+    def ours(self, tag: str, source: str, name: str, pace: bool = False) -> list[str]:
+        config = daemon_config(self.build / "configs" / f"{tag}.toml", source, self.bundle(name), self.threads, pace)
+        return edgesight_run(config)
+
+    def log(self, tag: str) -> Path:
+        return self.build / "logs" / f"{tag}.log"
+
+
+def _summary(run: ProgramRun) -> dict:
+    return {
+        "results": len(run.records),
+        "fps": round(run.rate(), 2),
+        "latency_ms_p50": round(run.latency_ms(50), 2),
+        "latency_ms_p99": round(run.latency_ms(99), 2),
+        "peak_rss_mb": round(run.peak_rss_mb, 1),
+        "first_result_s": round(run.first_result_s, 3),
+        "exit": run.returncode,
+    }
+
+
+def pipeline_efficiency(ws: Workspace, plan: Plan) -> dict:
+    """1. ``edgesight run`` over a 480p file, as fast as it goes, vs ``set_tensor`` + ``invoke`` alone."""
+    video = str(media.video(ws.build, "480p", plan.frames).resolve())
+    rows = {}
+    for name in plan.models:
+        ours = run_program(ws.ours(f"efficiency-{name}", video, name), ws.log(f"efficiency-{name}"))
+        bare_fps, bare_ms = bare_rate(ws.int8(name), ws.threads, plan.invokes)
+        rows[name] = {
+            "video": "480p",
+            "edgesight": _summary(ours),
+            "bare_fps": round(bare_fps, 2),
+            "bare_invoke_ms": round(bare_ms, 2),
+            "efficiency": round(ours.rate() / bare_fps, 3),
+        }
+    return rows
+
+
+def usual_loop_comparison(ws: Workspace, plan: Plan) -> dict:
+    """2. The usual synchronous example loop vs ``edgesight run``: same 1080p video, model and threads."""
+    video = str(media.video(ws.build, "1080p", plan.frames).resolve())
+    rows = {}
+    for name in plan.models:
+        usual = run_program(usual_loop(ws.int8(name), video, ws.threads), ws.log(f"usual-{name}"))
+        ours = run_program(ws.ours(f"usual-ours-{name}", video, name), ws.log(f"usual-ours-{name}"))
+        rows[name] = {
+            "video": "1080p",
+            "edgesight": _summary(ours),
+            "usual": _summary(usual),
+            "throughput_ratio": round(ours.rate() / usual.rate(), 3),
+        }
+    return rows
+
+
+def _usual_prepare(image: np.ndarray, size: int, tensor: TensorSpec) -> np.ndarray:
+    """The examples' preprocessing: area resize, colour, float normalization, then quantize."""
+    resized = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    pixels = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB).astype(np.float32)  # mean 0, std 1: our models' contract
+    quantized = np.clip(np.round(pixels / tensor.scale + tensor.zero_point), -128, 127).astype(np.int8)
+    return quantized[np.newaxis]
+
+
+def _time_ms(function: Callable[[np.ndarray], np.ndarray], image: np.ndarray, repeats: int) -> float:
+    function(image)  # first call: tables and buffers
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function(image)
+        times.append(time.perf_counter() - started)
+    return float(np.median(times)) * 1000
+
+
+def preprocessing(ws: Workspace, plan: Plan) -> dict:
+    """3. One frame at 480p, 720p and 1080p to a 96² and a 224² int8 RGB input: ours vs the usual path."""
+    rows = {}
+    for size in (96, 224):
+        # Our models' integer input: the raw pixel shifted by the zero point.
+        tensor = TensorSpec("int8", (1, size, size, 3), scale=1.0, zero_point=-128)
+        ours = make_preparer(PreprocessSpec(height=size, width=size), tensor)
+        usual = functools.partial(_usual_prepare, size=size, tensor=tensor)
+        for name, frame_size in media.SIZES.items():
+            image = media.frame(frame_size, 1)
+            rows[f"{name}->{size}"] = {
+                "ours_ms": round(_time_ms(ours, image, plan.preprocess_repeats), 3),
+                "usual_ms": round(_time_ms(usual, image, plan.preprocess_repeats), 3),
+                "identical": bool(np.array_equal(ours(image), usual(image))),
+            }
+    return rows
+
+
+def _ages(run: ProgramRun, produced: list[float]) -> list[float]:
+    pairs = zip(run.arrivals, run.records, strict=True)
+    return [(t - produced[r["frame"]]) * 1000 for t, r in pairs if r["frame"] < len(produced)]
+
+
+def _percentiles(values: list[float]) -> dict:
+    if not values:
+        return {"p50": None, "p99": None}
+    return {"p50": round(float(np.percentile(values, 50)), 1), "p99": round(float(np.percentile(values, 99)), 1)}
+
+
+def freshness(ws: Workspace, plan: Plan) -> dict:
+    """4. A live 1080p MJPEG stream at 30 fps on 127.0.0.1: how old is the frame behind each result?
+
+    The age is measured from when the stream produced the frame to when its result line arrived, the
+    same way for both programs. Inference runs on one thread, so that it is slower than the stream.
+    """
+    name = plan.freshness_model
+    rows = {}
+    for program in ("edgesight", "usual"):
+        with media.MjpegStream(media.SIZES["1080p"]) as stream:
+            if program == "edgesight":
+                config = daemon_config(ws.build / "configs" / "freshness.toml", stream.url, ws.bundle(name), 1)
+                command = edgesight_run(config)
+            else:
+                command = usual_loop(ws.int8(name), stream.url, 1)
+            run = run_program(command, ws.log(f"freshness-{program}"), duration_s=plan.freshness_s)
+            produced = list(stream.produced)
+        ages = _ages(run, produced)
+        rows[program] = {"frame_age_ms": _percentiles(ages), **_summary(run)}
+        if program == "edgesight":
+            rows[program]["reported_frame_age_ms"] = _percentiles([r["frame_age_ms"] for r in run.records])
+    rows["model"] = name
+    rows["stream"] = "1080p MJPEG, 30 fps"
+    rows["inference_ms"] = rows["edgesight"]["latency_ms_p50"]
+    return rows
+
+
+def footprint(ws: Workspace, plan: Plan, efficiency: dict) -> dict:
+    """5. Peak RSS and time to first result: ``edgesight run`` vs the same model through tensorflow.lite."""
+    name = plan.footprint_model
+    video = str(media.video(ws.build, "480p", plan.frames).resolve())
+    tf = run_program(usual_loop(ws.int8(name), video, ws.threads, "tensorflow"), ws.log("footprint-tf"), limit=20)
+    litert = run_program(usual_loop(ws.int8(name), video, ws.threads), ws.log("footprint-usual"), limit=20)
+    ours = efficiency[name]["edgesight"]
+    return {
+        "model": name,
+        "video": "480p",
+        "edgesight": {k: ours[k] for k in ("peak_rss_mb", "first_result_s")},
+        "usual_litert": {k: _summary(litert)[k] for k in ("peak_rss_mb", "first_result_s")},
+        "usual_tensorflow": {k: _summary(tf)[k] for k in ("peak_rss_mb", "first_result_s")},
+    }
+
+
+def int8_vs_float(ws: Workspace, plan: Plan) -> dict:
+    """6. Model file size and bare invoke latency, int8 vs float, same thread count."""
+    rows = {}
+    for name in plan.models:
+        int8, float_model = ws.int8(name), (ws.models[name] / "float.tflite").resolve()
+        _, int8_ms = bare_rate(int8, ws.threads, plan.invokes)
+        _, float_ms = bare_rate(float_model, ws.threads, plan.invokes)
+        rows[name] = {
+            "int8_kb": round(int8.stat().st_size / 1024, 1),
+            "float_kb": round(float_model.stat().st_size / 1024, 1),
+            "int8_invoke_ms": round(int8_ms, 3),
+            "float_invoke_ms": round(float_ms, 3),
+        }
+    return rows

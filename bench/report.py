@@ -1,0 +1,109 @@
+"""results.json and results.md: the machine, the versions, every figure, and the targets checked."""
+
+import json
+from pathlib import Path
+
+# The model the issue's targets name.
+TARGET_MODEL = "mobilenetv2"
+
+
+def targets(results: dict) -> list[dict]:
+    """Each target with its figure; a figure the run did not measure (``--quick``) is left out."""
+    m = results["measurements"]
+    rows = []
+
+    def add(what: str, value: float | None, limit: float, sense: str, unit: str) -> None:
+        if value is None:
+            return
+        met = value >= limit if sense == "≥" else value <= limit
+        rows.append({"target": what, "value": value, "limit": limit, "sense": sense, "unit": unit, "met": met})
+
+    model = TARGET_MODEL if TARGET_MODEL in m["pipeline_efficiency"] else next(iter(m["pipeline_efficiency"]))
+    add(f"pipeline efficiency ({model})", m["pipeline_efficiency"][model]["efficiency"], 0.90, "≥", "")
+    add(f"throughput vs usual loop, 1080p ({model})", m["usual_loop"][model]["throughput_ratio"], 1.5, "≥", "×")
+    add("preprocessing 1080p → 224² int8", m["preprocessing"]["1080p->224"]["ours_ms"], 2.0, "≤", "ms")
+    fresh = m["freshness"]
+    age = fresh["edgesight"]["frame_age_ms"]["p99"]
+    if age is not None:
+        add(f"frame age p99 / inference ({fresh['model']})", round(age / fresh["inference_ms"], 2), 2.0, "≤", "×")
+    foot = m["footprint"]
+    add(f"peak RSS ({foot['model']})", foot["edgesight"]["peak_rss_mb"], 80, "≤", "MB")
+    add(f"first result after start ({foot['model']})", foot["edgesight"]["first_result_s"], 1.5, "≤", "s")
+    return rows
+
+
+def write(results: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    (out / "results.md").write_text(markdown(results))
+
+
+def _table(header: list[str], rows: list[list[object]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def markdown(results: dict) -> str:
+    machine, m = results["machine"], results["measurements"]
+    versions = ", ".join(f"{k} {v}" for k, v in results["versions"].items())
+    lines = [
+        f"# edgesight benchmark, {results['date']}",
+        "",
+        f"{machine['cpu']}, {machine['cores']} cores, {machine['os']}; load average {machine['load_before']} before,"
+        f" {machine['load_after']} after (other work shares this machine). Interpreter threads: {results['threads']}"
+        f" (1 for freshness). {versions}. Plan: {results['plan']}. Written by `make bench` in {results['seconds']} s.",
+        "",
+        "## Targets",
+        "",
+    ]
+    lines += _table(
+        ["target", "measured", "limit", "met"],
+        [[t["target"], f"{t['value']}{t['unit']}", f"{t['sense']} {t['limit']}{t['unit']}",
+          "yes" if t["met"] else "**no**"] for t in results["targets"]],
+    )  # fmt: skip
+    lines += ["## 1. Pipeline efficiency: `edgesight run` on a 480p video vs bare `set_tensor` + `invoke`", ""]
+    lines += _table(
+        ["model", "edgesight fps", "bare fps", "efficiency", "bare invoke ms"],
+        [[k, v["edgesight"]["fps"], v["bare_fps"], v["efficiency"], v["bare_invoke_ms"]]
+         for k, v in m["pipeline_efficiency"].items()],
+    )  # fmt: skip
+    lines += ["## 2. The usual example loop vs `edgesight run`, 1080p video", ""]
+    lines += _table(
+        ["model", "edgesight fps", "usual fps", "ratio", "edgesight latency ms p50", "usual latency ms p50"],
+        [[k, v["edgesight"]["fps"], v["usual"]["fps"], v["throughput_ratio"], v["edgesight"]["latency_ms_p50"],
+          v["usual"]["latency_ms_p50"]] for k, v in m["usual_loop"].items()],
+    )  # fmt: skip
+    lines += ["## 3. Preprocessing one frame to int8 RGB (ms, median)", ""]
+    lines += _table(
+        ["frame → input", "ours", "usual (INTER_AREA + float)", "same tensor"],
+        [[k.replace("->", " → ") + "²", v["ours_ms"], v["usual_ms"], "yes" if v["identical"] else "no"]
+         for k, v in m["preprocessing"].items()],
+    )  # fmt: skip
+    fresh = m["freshness"]
+    lines += [
+        f"## 4. Freshness: {fresh['stream']} on 127.0.0.1, {fresh['model']} on 1 thread",
+        "",
+        f"Inference (preprocessing + invoke, p50): {fresh['inference_ms']} ms. Frame age = from the stream"
+        " producing the frame to its result line arriving.",
+        "",
+    ]
+    lines += _table(
+        ["program", "results/s", "frame age p50 ms", "frame age p99 ms"],
+        [[k, fresh[k]["fps"], fresh[k]["frame_age_ms"]["p50"], fresh[k]["frame_age_ms"]["p99"]]
+         for k in ("edgesight", "usual")],
+    )  # fmt: skip
+    foot = m["footprint"]
+    lines += [f"## 5. Footprint: {foot['model']}, {foot['video']} video", ""]
+    lines += _table(
+        ["program", "peak RSS MB", "first result s"],
+        [[k, foot[k]["peak_rss_mb"], foot[k]["first_result_s"]]
+         for k in ("edgesight", "usual_litert", "usual_tensorflow")],
+    )  # fmt: skip
+    lines += ["## 6. int8 vs float", ""]
+    lines += _table(
+        ["model", "int8 KB", "float KB", "int8 invoke ms", "float invoke ms"],
+        [[k, v["int8_kb"], v["float_kb"], v["int8_invoke_ms"], v["float_invoke_ms"]]
+         for k, v in m["int8_vs_float"].items()],
+    )  # fmt: skip
+    return "\n".join(lines)
