@@ -2,7 +2,6 @@
 
 import argparse
 import datetime
-import json
 import logging
 import os
 import platform
@@ -12,7 +11,7 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from bench import measure, report
+from bench import measure, models, report
 from bench.programs import BIN, ROOT
 
 log = logging.getLogger("bench")
@@ -42,17 +41,18 @@ def _versions() -> dict[str, str]:
 
 
 def build_models(build: Path, names: tuple[str, ...]) -> dict[str, Path]:
-    """Build (or find cached) models in a TensorFlow process of their own; its output goes to a log."""
-    logfile = build / "logs" / "models.log"
-    logfile.parent.mkdir(parents=True, exist_ok=True)
-    with logfile.open("w") as stderr:
-        done = subprocess.run(
-            [str(BIN / "python"), "-m", "bench.models", str(build), *names],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True, check=False,
-        )  # fmt: skip
-    if done.returncode != 0:
-        raise SystemExit(f"building the benchmark models failed; see {logfile}")
-    return {name: Path(path) for name, path in json.loads(done.stdout).items()}
+    """The cached models; missing ones are built by a TensorFlow process of its own, output to a log."""
+    dirs = {name: models.model_dir(build, models.MODELS[name]) for name in names}
+    missing = [name for name, path in dirs.items() if not models.is_built(path)]
+    if missing:
+        log.info("building %s (once; cached in %s)", ", ".join(missing), build / "models")
+        logfile = build / "logs" / "models.log"
+        logfile.parent.mkdir(parents=True, exist_ok=True)
+        with logfile.open("w") as output:
+            command = [str(BIN / "python"), "-m", "bench.models", str(build), *missing]
+            if subprocess.run(command, cwd=ROOT, stdout=output, stderr=output, check=False).returncode:
+                raise SystemExit(f"building the benchmark models failed; see {logfile}")
+    return dirs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,7 +65,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="bench: %(message)s")
     plan = measure.QUICK if args.quick else measure.FULL
     started, load_before = time.monotonic(), _load()
-    log.info("building or finding the models: %s", ", ".join(plan.models))
     ws = measure.Workspace(args.build.resolve(), build_models(args.build, plan.models), args.threads)
     measurements: dict[str, dict] = {}
     for key, function in (

@@ -2,6 +2,7 @@
 one after the other in the same benchmark run, on the same model, video and thread count."""
 
 import functools
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,7 +12,8 @@ import cv2
 import numpy as np
 
 from bench import media
-from bench.programs import ProgramRun, bare_rate, daemon_config, edgesight_run, run_program, usual_loop
+from bench.models import linear_bundle
+from bench.programs import BIN, ROOT, ProgramRun, bare_rate, daemon_config, edgesight_run, run_program, usual_loop
 from edge.bundle import TensorSpec
 from edge.fastprep import make_preparer
 from edge.preprocess import PreprocessSpec
@@ -46,8 +48,8 @@ class Workspace:
     def int8(self, name: str) -> Path:
         return self.bundle(name) / "model.tflite"
 
-    def ours(self, tag: str, source: str, name: str, pace: bool = False) -> list[str]:
-        config = daemon_config(self.build / "configs" / f"{tag}.toml", source, self.bundle(name), self.threads, pace)
+    def ours(self, tag: str, source: str, bundle: Path, threads: int = 0) -> list[str]:
+        config = daemon_config(self.build / "configs" / f"{tag}.toml", source, bundle, threads or self.threads)
         return edgesight_run(config)
 
     def log(self, tag: str) -> Path:
@@ -71,7 +73,7 @@ def pipeline_efficiency(ws: Workspace, plan: Plan) -> dict:
     video = str(media.video(ws.build, "480p", plan.frames).resolve())
     rows = {}
     for name in plan.models:
-        ours = run_program(ws.ours(f"efficiency-{name}", video, name), ws.log(f"efficiency-{name}"))
+        ours = run_program(ws.ours(f"efficiency-{name}", video, ws.bundle(name)), ws.log(f"efficiency-{name}"))
         bare_fps, bare_ms = bare_rate(ws.int8(name), ws.threads, plan.invokes)
         rows[name] = {
             "video": "480p",
@@ -84,17 +86,25 @@ def pipeline_efficiency(ws: Workspace, plan: Plan) -> dict:
 
 
 def usual_loop_comparison(ws: Workspace, plan: Plan) -> dict:
-    """2. The usual synchronous example loop vs ``edgesight run``: same 1080p video, model and threads."""
+    """2. The usual synchronous example loop vs ``edgesight run``: same 1080p video, model and threads.
+
+    Our bundles resize with INTER_AREA (the training contract); the examples use ``cv2.resize``'s
+    default, INTER_LINEAR. The same model with a linear contract shows the pipeline on equal work.
+    """
     video = str(media.video(ws.build, "1080p", plan.frames).resolve())
     rows = {}
     for name in plan.models:
         usual = run_program(usual_loop(ws.int8(name), video, ws.threads), ws.log(f"usual-{name}"))
-        ours = run_program(ws.ours(f"usual-ours-{name}", video, name), ws.log(f"usual-ours-{name}"))
+        ours = run_program(ws.ours(f"usual-ours-{name}", video, ws.bundle(name)), ws.log(f"usual-ours-{name}"))
+        linear = linear_bundle(ws.models[name])
+        ours_linear = run_program(ws.ours(f"usual-linear-{name}", video, linear), ws.log(f"usual-linear-{name}"))
         rows[name] = {
             "video": "1080p",
             "edgesight": _summary(ours),
+            "edgesight_linear": _summary(ours_linear),
             "usual": _summary(usual),
             "throughput_ratio": round(ours.rate() / usual.rate(), 3),
+            "throughput_ratio_linear": round(ours_linear.rate() / usual.rate(), 3),
         }
     return rows
 
@@ -125,12 +135,14 @@ def preprocessing(ws: Workspace, plan: Plan) -> dict:
         tensor = TensorSpec("int8", (1, size, size, 3), scale=1.0, zero_point=-128)
         ours = make_preparer(PreprocessSpec(height=size, width=size), tensor)
         usual = functools.partial(_usual_prepare, size=size, tensor=tensor)
+        linear = make_preparer(PreprocessSpec(height=size, width=size, interpolation="linear"), tensor)
         for name, frame_size in media.SIZES.items():
             image = media.frame(frame_size, 1)
             rows[f"{name}->{size}"] = {
                 "ours_ms": round(_time_ms(ours, image, plan.preprocess_repeats), 3),
                 "usual_ms": round(_time_ms(usual, image, plan.preprocess_repeats), 3),
                 "identical": bool(np.array_equal(ours(image), usual(image))),
+                "ours_linear_ms": round(_time_ms(linear, image, plan.preprocess_repeats), 3),
             }
     return rows
 
@@ -140,10 +152,10 @@ def _ages(run: ProgramRun, produced: list[float]) -> list[float]:
     return [(t - produced[r["frame"]]) * 1000 for t, r in pairs if r["frame"] < len(produced)]
 
 
-def _percentiles(values: list[float]) -> dict:
+def _percentiles(values: list[float], digits: int = 1) -> dict:
     if not values:
         return {"p50": None, "p99": None}
-    return {"p50": round(float(np.percentile(values, 50)), 1), "p99": round(float(np.percentile(values, 99)), 1)}
+    return {f"p{q}": round(float(np.percentile(values, q)), digits) for q in (50, 99)}
 
 
 def freshness(ws: Workspace, plan: Plan) -> dict:
@@ -153,12 +165,11 @@ def freshness(ws: Workspace, plan: Plan) -> dict:
     same way for both programs. Inference runs on one thread, so that it is slower than the stream.
     """
     name = plan.freshness_model
-    rows = {}
+    rows: dict = {"model": name, "stream": "1080p MJPEG, 30 fps"}
     for program in ("edgesight", "usual"):
         with media.MjpegStream(media.SIZES["1080p"]) as stream:
             if program == "edgesight":
-                config = daemon_config(ws.build / "configs" / "freshness.toml", stream.url, ws.bundle(name), 1)
-                command = edgesight_run(config)
+                command = ws.ours("freshness", stream.url, ws.bundle(name), threads=1)
             else:
                 command = usual_loop(ws.int8(name), stream.url, 1)
             run = run_program(command, ws.log(f"freshness-{program}"), duration_s=plan.freshness_s)
@@ -167,10 +178,28 @@ def freshness(ws: Workspace, plan: Plan) -> dict:
         rows[program] = {"frame_age_ms": _percentiles(ages), **_summary(run)}
         if program == "edgesight":
             rows[program]["reported_frame_age_ms"] = _percentiles([r["frame_age_ms"] for r in run.records])
-    rows["model"] = name
-    rows["stream"] = "1080p MJPEG, 30 fps"
+            # Other work on the machine stretches single inferences: each result's age over its own latency.
+            ratios = [age / r["latency_ms"] for age, r in zip(ages, run.records, strict=False) if r["latency_ms"]]
+            rows[program]["age_over_latency"] = _percentiles(ratios, 2)
     rows["inference_ms"] = rows["edgesight"]["latency_ms_p50"]
     return rows
+
+
+# What a process holds before it has loaded a model or read a frame: each line imports one more.
+IMPORTS = {
+    "python": "",
+    "+ numpy": "import numpy",
+    "+ opencv": "import numpy, cv2",
+    "+ ai-edge-litert": "import numpy, cv2, ai_edge_litert.interpreter",
+    "+ edgesight run's modules": "import numpy, cv2, ai_edge_litert.interpreter, edge.cli, edge.service",
+}
+
+
+def _import_rss_mb(statement: str) -> float:
+    code = f"{statement}\nimport pathlib; print(pathlib.Path('/proc/self/status').read_text())"
+    done = subprocess.run([str(BIN / "python"), "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    peak_kb = next(line.split()[1] for line in done.stdout.splitlines() if line.startswith("VmHWM:"))
+    return round(int(peak_kb) / 1024, 1)
 
 
 def footprint(ws: Workspace, plan: Plan, efficiency: dict) -> dict:
@@ -186,6 +215,7 @@ def footprint(ws: Workspace, plan: Plan, efficiency: dict) -> dict:
         "edgesight": {k: ours[k] for k in ("peak_rss_mb", "first_result_s")},
         "usual_litert": {k: _summary(litert)[k] for k in ("peak_rss_mb", "first_result_s")},
         "usual_tensorflow": {k: _summary(tf)[k] for k in ("peak_rss_mb", "first_result_s")},
+        "imports_peak_rss_mb": {what: _import_rss_mb(statement) for what, statement in IMPORTS.items()},
     }
 
 

@@ -1,6 +1,6 @@
 """The benchmark models, built from the train package's registry with random weights.
 
-Run as ``python -m bench.models OUT_DIR NAME...`` in a process of its own, so that TensorFlow is
+Built by ``python -m bench.models BUILD_DIR NAME...`` in a process of its own, so that TensorFlow is
 never loaded into the processes being measured. Each model is an int8 bundle (``bundle/``) and a
 float ``float.tflite``, cached under a key of everything that determines them.
 """
@@ -8,10 +8,10 @@ float ``float.tflite``, cached under a key of everything that determines them.
 import argparse
 import datetime
 import hashlib
-import json
+import inspect
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,19 +46,23 @@ MODELS = {
 
 
 def cache_key(model: BenchModel) -> str:
-    """The inputs a built model depends on: its shape, the sources that build and convert it, TensorFlow."""
+    """The inputs a built model depends on: its shape, the code that builds and converts it, TensorFlow."""
     from importlib.metadata import version
 
     root = Path(__file__).resolve().parent.parent
-    sources = [*sorted((root / "train" / "models").glob("*.py")), root / "train" / "quantize.py", Path(__file__)]
     digest = hashlib.sha256(repr((model, SEED, CALIBRATION_IMAGES, version("tensorflow"))).encode())
-    for path in sources:
+    digest.update(inspect.getsource(build_model_files).encode())
+    for path in [*sorted((root / "train" / "models").glob("*.py")), root / "train" / "quantize.py"]:
         digest.update(path.read_bytes())
     return f"{model.name}-{model.size}-{digest.hexdigest()[:12]}"
 
 
 def model_dir(build: Path, model: BenchModel) -> Path:
     return build / "models" / cache_key(model)
+
+
+def is_built(path: Path) -> bool:
+    return (path / "bundle" / "manifest.json").is_file() and (path / "float.tflite").is_file()
 
 
 def build_model_files(model: BenchModel, out: Path) -> None:
@@ -101,6 +105,18 @@ def build_model_files(model: BenchModel, out: Path) -> None:
     probe_path.unlink()
 
 
+def linear_bundle(path: Path) -> Path:
+    """The same model with ``interpolation = "linear"`` in its contract: the usual loop's resize."""
+    from edge.bundle import load_bundle, write_bundle
+
+    out = path / "bundle-linear"
+    if not (out / "manifest.json").is_file():
+        bundle = load_bundle(path / "bundle")
+        manifest = replace(bundle.manifest, preprocess=replace(bundle.manifest.preprocess, interpolation="linear"))
+        write_bundle(out, bundle.model_path.read_bytes(), manifest, {})
+    return out.resolve()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("build", type=Path, help="the cache directory (build/bench)")
@@ -110,11 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.names:
         model = MODELS[name]
         out = model_dir(args.build, model)
-        if (out / "bundle" / "manifest.json").is_file():
+        if is_built(out):
             continue
         log.info("building %s into %s", model.title, out)
         build_model_files(model, out)
-    json.dump({name: str(model_dir(args.build, MODELS[name])) for name in args.names}, sys.stdout)
     return 0
 
 

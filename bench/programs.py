@@ -5,7 +5,6 @@ the peak RSS the kernel recorded for the process, and the time from launch to th
 """
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -18,6 +17,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 WARMUP_RESULTS = 5  # the first invokes allocate and pack weights: left out of rates
+RSS_POLL_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,26 @@ def usual_loop(model: Path, source: str, threads: int, runtime: str = "litert") 
     ]  # fmt: skip
 
 
+def peak_rss_mb(pid: int | str = "self") -> float:
+    """VmHWM, the peak RSS of the process's current program.
+
+    Not ``ru_maxrss``: Linux carries the parent's high-water mark across fork and exec, so a child of
+    this (large) process would report at least our own size.
+    """
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _watch_peak(pid: int, peak: list[float], done: threading.Event) -> None:
+    while not done.wait(RSS_POLL_S):
+        try:
+            peak[0] = max(peak[0], peak_rss_mb(pid))
+        except (FileNotFoundError, ProcessLookupError):
+            return
+
+
 def run_program(
     command: list[str], log: Path, limit: int = 0, duration_s: float = 0.0, timeout_s: float = 300.0
 ) -> ProgramRun:
@@ -75,6 +95,8 @@ def run_program(
         launched = time.monotonic()
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=ROOT)
         # A program that hangs is killed at the deadline; the lines read so far still count.
+        peak, exited = [0.0], threading.Event()
+        threading.Thread(target=_watch_peak, args=(process.pid, peak, exited), name="rss", daemon=True).start()
         timer = threading.Timer(timeout_s, process.kill)
         timer.start()
         ending = threading.Timer(duration_s, process.terminate)
@@ -86,16 +108,16 @@ def run_program(
                 arrivals.append(time.monotonic())
                 records.append(json.loads(line))
                 if limit and len(records) == limit:
+                    peak[0] = max(peak[0], peak_rss_mb(process.pid))
                     process.terminate()
                     break
             process.stdout.close()
-            _, status, usage = os.wait4(process.pid, 0)
-            process.returncode = os.waitstatus_to_exitcode(status)
+            process.wait()
         finally:
+            exited.set()
             timer.cancel()
             ending.cancel()
-    # ru_maxrss is in kilobytes on Linux.
-    return ProgramRun(launched, arrivals, records, usage.ru_maxrss / 1024, process.returncode)
+    return ProgramRun(launched, arrivals, records, peak[0], process.returncode)
 
 
 def bare_rate(model: Path, threads: int, invokes: int) -> tuple[float, float]:
