@@ -26,6 +26,7 @@ class ProgramRun:
     arrivals: list[float]  # time.monotonic() at which each result line was read
     records: list[dict]
     peak_rss_mb: float
+    peak_anon_mb: float  # the private part of the RSS; the rest is shared library code and the mapped model
     returncode: int
 
     @property
@@ -63,24 +64,24 @@ def usual_loop(model: Path, source: str, threads: int, runtime: str = "litert") 
     ]  # fmt: skip
 
 
-def peak_rss_mb(pid: int | str = "self") -> float:
-    """VmHWM, the peak RSS of the process's current program.
+def memory_mb(pid: int | str = "self") -> tuple[float, float]:
+    """VmHWM, the peak RSS of the process's current program, and RssAnon, its private part now.
 
     Not ``ru_maxrss``: Linux carries the parent's high-water mark across fork and exec, so a child of
     this (large) process would report at least our own size.
     """
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return int(fields["VmHWM"].split()[0]) / 1024, int(fields["RssAnon"].split()[0]) / 1024
 
 
 def _watch_peak(pid: int, peak: list[float], done: threading.Event) -> None:
+    """Keep ``peak`` = [VmHWM, highest RssAnon seen] up to date while the process runs."""
     while not done.wait(RSS_POLL_S):
         try:
-            peak[0] = max(peak[0], peak_rss_mb(pid))
-        except (FileNotFoundError, ProcessLookupError):
+            high_water, anonymous = memory_mb(pid)
+        except (FileNotFoundError, ProcessLookupError, KeyError):
             return
+        peak[:] = [max(peak[0], high_water), max(peak[1], anonymous)]
 
 
 def run_program(
@@ -95,7 +96,7 @@ def run_program(
         launched = time.monotonic()
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=ROOT)
         # A program that hangs is killed at the deadline; the lines read so far still count.
-        peak, exited = [0.0], threading.Event()
+        peak, exited = [0.0, 0.0], threading.Event()
         threading.Thread(target=_watch_peak, args=(process.pid, peak, exited), name="rss", daemon=True).start()
         timer = threading.Timer(timeout_s, process.kill)
         timer.start()
@@ -108,7 +109,6 @@ def run_program(
                 arrivals.append(time.monotonic())
                 records.append(json.loads(line))
                 if limit and len(records) == limit:
-                    peak[0] = max(peak[0], peak_rss_mb(process.pid))
                     process.terminate()
                     break
             process.stdout.close()
@@ -117,7 +117,7 @@ def run_program(
             exited.set()
             timer.cancel()
             ending.cancel()
-    return ProgramRun(launched, arrivals, records, peak[0], process.returncode)
+    return ProgramRun(launched, arrivals, records, peak[0], peak[1], process.returncode)
 
 
 def bare_rate(model: Path, threads: int, invokes: int) -> tuple[float, float]:

@@ -24,8 +24,9 @@ def test_quick_benchmark_writes_results_json_and_markdown(tmp_path: Path) -> Non
     assert set(measured) == MEASUREMENTS
     assert results["threads"] == 2 and results["machine"]["cores"] and results["versions"]["ai-edge-litert"]
     # Every program measured produced results and exited cleanly.
-    runs = [measured["pipeline_efficiency"]["tiny"]["edgesight"], measured["freshness"]["edgesight"]]
-    runs += [measured["usual_loop"]["tiny"][program] for program in ("edgesight", "usual")]
+    runs = [measured["pipeline_efficiency"]["tiny"]["edgesight"]]
+    runs += [measured["freshness"]["streams"][size]["edgesight"] for size in ("720p", "1080p")]
+    runs += [measured["usual_loop"]["tiny"][program] for program in ("edgesight", "edgesight_linear", "usual")]
     assert all(run["results"] > 0 and run["exit"] == 0 for run in runs)
     assert all(row["identical"] for row in measured["preprocessing"].values())
     markdown = (tmp_path / "results.md").read_text()
