@@ -75,23 +75,31 @@ def _best(runs: list[ProgramRun]) -> ProgramRun:
 
 
 def pipeline_efficiency(ws: Workspace, plan: Plan) -> dict:
-    """1. ``edgesight run`` over a 480p file, as fast as it goes, vs ``set_tensor`` + ``invoke`` alone."""
+    """1. ``edgesight run`` over a 480p file, as fast as it goes, vs ``set_tensor`` + ``invoke`` alone;
+    also with a linear-resize contract, to separate the pipeline's overhead from INTER_AREA's cost."""
     video = str(media.video(ws.build, "480p", plan.frames).resolve())
     rows = {}
     for name in plan.models:
-        command = ws.ours(f"efficiency-{name}", video, ws.bundle(name))
-        runs, bare = [], []
+        commands = {
+            "ours": ws.ours(f"efficiency-{name}", video, ws.bundle(name)),
+            "linear": ws.ours(f"efficiency-linear-{name}", video, linear_bundle(ws.models[name])),
+        }
+        runs: dict[str, list[ProgramRun]] = {key: [] for key in commands}
+        bare = []
         for _ in range(plan.repeats):
-            runs.append(run_program(command, ws.log(f"efficiency-{name}")))
+            for key, command in commands.items():
+                runs[key].append(run_program(command, ws.log(f"efficiency-{key}-{name}")))
             bare.append(bare_rate(ws.int8(name), ws.threads, plan.invokes))
-        ours = _best(runs)
+        ours, linear = _best(runs["ours"]), _best(runs["linear"])
         bare_fps, bare_ms = max(bare)
         rows[name] = {
             "video": "480p",
             "edgesight": _summary(ours),
+            "edgesight_linear": _summary(linear),
             "bare_fps": round(bare_fps, 2),
             "bare_invoke_ms": round(bare_ms, 2),
             "efficiency": round(ours.rate() / bare_fps, 3),
+            "efficiency_linear": round(linear.rate() / bare_fps, 3),
         }
     return rows
 
