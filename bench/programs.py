@@ -44,12 +44,10 @@ class ProgramRun:
         return float(np.percentile(values, q)) if values else float("nan")
 
 
-def daemon_config(path: Path, source: str, model: Path, threads: int, pace: bool = False) -> Path:
-    """A minimal ``edgesight run`` config: results as JSON lines on stdout."""
+def daemon_config(path: Path, source: str, model: Path, threads: int) -> Path:
+    """A minimal ``edgesight run`` config: an unpaced file or a stream; results as JSON lines on stdout."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        f'[source]\nuri = "{source}"\npace = {str(pace).lower()}\n\n[model]\npath = "{model}"\nthreads = {threads}\n'
-    )
+    path.write_text(f'[source]\nuri = "{source}"\n\n[model]\npath = "{model}"\nthreads = {threads}\n')
     return path
 
 

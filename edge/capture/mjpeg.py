@@ -59,7 +59,11 @@ class HttpSource:
             self._ffmpeg = StreamSource(self.url, self.timeout_s)
             self._ffmpeg.open()
             return
-        boundary = _boundary(content_type)
+        try:
+            boundary = _boundary(content_type)
+        except SourceLostError:
+            response.close()
+            raise
         with self._cond:
             self._newest, self._error = None, ""
         self._socket = sock

@@ -11,6 +11,7 @@ from edge.capture import SourceLostError, open_source
 from edge.capture.mjpeg import HttpSource, _next_part
 from edge.capture.opencv import StreamSource
 from edge.config import SourceConfig
+from tests.edge.test_capture import drain, take_all
 
 SLOW_INFERENCE_S = 0.5  # a reader this slow at 30 fps would fall 15 frames behind per frame through FFmpeg
 
@@ -80,3 +81,34 @@ def test_a_url_that_is_not_mjpeg_goes_through_ffmpeg(tmp_path):
         source.close()
         server.shutdown()
         server.server_close()
+
+
+class PassingOverSource:
+    """Three frames, with two passed over before each (as HttpSource counts them)."""
+
+    live, frame_interval, skipped, description = False, 0.0, 0, "passing over"
+
+    def __init__(self) -> None:
+        self.superseded, self._left = 0, 3
+
+    def open(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def read(self) -> np.ndarray | None:
+        if not self._left:
+            return None
+        self._left -= 1
+        self.superseded += 2
+        return np.zeros((4, 4, 3), np.uint8)
+
+
+def test_frames_passed_over_keep_their_place_in_the_sequence_and_count_as_dropped():
+    mailbox, health, thread, _ = drain(PassingOverSource())
+    frames = take_all(mailbox)
+    thread.join(10)
+    assert [frame.index for frame in frames] == [2, 5, 8]
+    snapshot = health.snapshot()
+    assert (snapshot.frames_captured, snapshot.frames_dropped) == (9, 6)
