@@ -15,6 +15,7 @@ FIT_FLAGS ?= $(if $(filter data/digits,$(DATA)),--size 32 --color grayscale --fl
 # The quantization gate: refuse a bundle that loses more than this many accuracy points; --io int8|uint8.
 QUANT_FLAGS ?= --max-drop 1.0 --io int8
 PYTEST_FLAGS ?=
+BENCH_FLAGS ?=
 PREFIX ?= /opt/edgesight
 WHEELS ?=
 HOST ?=
@@ -73,6 +74,10 @@ demo: $(BUNDLE)/manifest.json ## train and quantize the digits, run the daemon o
 	$(BIN)/python -m train.demo video $(RUN) --bundle $(BUNDLE) --out $(DEMO)
 	$(BIN)/edgesight run --config $(DEMO)/edgesight.toml | tee $(DEMO)/results.jsonl
 	$(BIN)/python -m train.demo score $(DEMO)/results.jsonl --truth $(DEMO)/truth.txt --min-accuracy 0.95
+
+.PHONY: bench
+bench: $(STAMP) ## measure the edge pipeline against the bare interpreter and the usual loop: bench/results.md
+	$(BIN)/python -m bench $(BENCH_FLAGS)
 
 test-debs:
 	@missing=$$(for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

@@ -20,11 +20,12 @@ from edge.errors import EXIT_DATA, EXIT_UNAVAILABLE, EdgesightError
 log = logging.getLogger(__name__)
 
 # Module that provides ``Interpreter``, in order of preference. TensorFlow is the last resort for a
-# workstation; the device never needs it.
+# workstation; the device never needs it. (``tf.lite`` is an attribute of the lazily built API module;
+# importing the package ``tensorflow.lite`` gives a module without ``Interpreter``.)
 RUNTIMES = (
     ("ai-edge-litert", "ai_edge_litert.interpreter"),
     ("tflite-runtime", "tflite_runtime.interpreter"),
-    ("tensorflow", "tensorflow.lite"),
+    ("tensorflow", "tensorflow.lite.python.interpreter"),
 )
 
 

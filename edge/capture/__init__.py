@@ -10,6 +10,7 @@ from pathlib import Path
 from edge.capture.base import Frame, Source, SourceLostError
 from edge.capture.files import ImageSource, VideoFileSource
 from edge.capture.mailbox import FrameMailbox, SourceEndedError
+from edge.capture.mjpeg import HttpSource
 from edge.capture.opencv import CameraSource, StreamSource
 from edge.capture.picamera import SCHEME as PICAMERA_SCHEME
 from edge.capture.picamera import PicameraSource
@@ -52,6 +53,8 @@ def open_source(config: SourceConfig, model_size: tuple[int, int] = (224, 224)) 
     if uri.isdigit() or uri.startswith("/dev/video"):
         device: int | str = int(uri) if uri.isdigit() else uri
         return CameraSource(device, config.width, config.height, config.fps, config.fourcc, config.timeout_s)
+    if uri.startswith(("http://", "https://")):
+        return HttpSource(uri, config.timeout_s)
     if uri.startswith(STREAM_SCHEMES):
         return StreamSource(uri, config.timeout_s)
     path = Path(uri)

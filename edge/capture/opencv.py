@@ -71,7 +71,7 @@ class StreamSource:
         self.url = url
         self.timeout_ms = int(timeout_s * 1000)
         self.skipped = 0
-        self.description = f"stream {_redact(url)}"
+        self.description = f"stream {redact(url)}"
         self._capture: cv2.VideoCapture | None = None
 
     def open(self) -> None:
@@ -96,7 +96,7 @@ class StreamSource:
         return image
 
 
-def _redact(url: str) -> str:
+def redact(url: str) -> str:
     """The URL without its password, for logs and health."""
     scheme, sep, rest = url.partition("://")
     if sep and "@" in rest.split("/", 1)[0]:

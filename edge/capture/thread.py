@@ -37,6 +37,7 @@ class CaptureThread(threading.Thread):
         self.source, self.mailbox, self.health, self.stop, self.backoff = source, mailbox, health, stop, backoff
         self._index = 0
         self._frames_since_open = 0
+        self._superseded = 0
 
     def run(self) -> None:
         try:
@@ -95,11 +96,16 @@ class CaptureThread(threading.Thread):
             image = source.read()
             if image is None:
                 return True
+            # Frames a source passed over before decoding them (HttpSource) keep their place in the
+            # sequence and count as captured and dropped.
+            superseded = getattr(source, "superseded", 0)
+            passed_over, self._superseded = superseded - self._superseded, superseded
+            self._index += passed_over
             frame = stamp(image, self._index)
             self._index += 1
             self._frames_since_open += 1
             dropped = self.mailbox.put(frame, wait=not source.live)
-            self.health.count(frames_captured=1, frames_dropped=int(dropped))
+            self.health.count(frames_captured=1 + passed_over, frames_dropped=int(dropped) + passed_over)
             self.health.update(last_frame_ts=frame.ts, frames_skipped=source.skipped)
             if source.frame_interval:
                 due = started + self._frames_since_open * source.frame_interval

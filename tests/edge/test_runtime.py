@@ -1,5 +1,6 @@
 """The runtime on real models the session converts: three I/O types, plain .tflite files, Edge TPU."""
 
+import importlib
 import shutil
 
 import numpy as np
@@ -10,7 +11,7 @@ from edge.config import ModelConfig
 from edge.errors import EXIT_DATA, EXIT_UNAVAILABLE, EdgesightError
 from edge.images import read_image
 from edge.model_source import read_labels
-from edge.runtime import EDGETPU_OP, Model, available_runtimes, compiled_for_edgetpu
+from edge.runtime import EDGETPU_OP, RUNTIMES, Model, available_runtimes, compiled_for_edgetpu
 
 pytestmark = pytest.mark.slow
 
@@ -90,3 +91,8 @@ def test_runtimes_are_tried_in_order_litert_first():
     runtimes = available_runtimes()
     assert [name for name, _ in runtimes] == ["ai-edge-litert", "tflite-runtime", "tensorflow"]
     assert runtimes[0][1][0].isdigit()  # LiteRT imports here, with its version
+
+
+def test_the_tensorflow_fallback_module_provides_the_interpreter():
+    module = importlib.import_module(dict(RUNTIMES)["tensorflow"])
+    assert callable(module.Interpreter) and callable(module.load_delegate)
