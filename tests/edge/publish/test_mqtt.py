@@ -311,4 +311,5 @@ def test_broker_outage_mid_run_keeps_classifying_and_delivers_the_queue_in_order
     assert first_seen[-1] > last_before + 150  # 50 fps went on through a 4 s outage
     assert stats["publish_dropped"] == 0 and stats["frames"] > last_before
     assert [m.payload for m in recorder.on(f"{BASE}/available")][-1] == b"offline"  # clean stop
-    assert [m.payload for m in recorder.on(f"{BASE}/available")].count(b"online") == 2  # announced again
+    availability = [m.payload for m in recorder.on(f"{BASE}/available")]
+    assert availability[0] == b"online" and b"online" in availability[1:-1]  # announced again after the outage
