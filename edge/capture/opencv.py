@@ -10,11 +10,31 @@ from edge.capture.base import SourceLostError
 log = logging.getLogger(__name__)
 
 
-class CameraSource:
-    """A V4L2 camera by index or /dev/videoN, with the requested size, rate and pixel format."""
+class _Capture:
+    """What a camera and a stream share: one cv2.VideoCapture, released on close, read with a timeout."""
 
     live = True
     frame_interval = 0.0
+    description: str
+    timeout_ms: int
+    _capture: cv2.VideoCapture | None
+
+    def close(self) -> None:
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
+
+    def read(self) -> np.ndarray:
+        if self._capture is None:
+            raise SourceLostError("not open")
+        ok, image = self._capture.read()
+        if not ok:
+            raise SourceLostError(f"{self.description} ended or delivered no frame within {self.timeout_ms} ms")
+        return image
+
+
+class CameraSource(_Capture):
+    """A V4L2 camera by index or /dev/videoN, with the requested size, rate and pixel format."""
 
     def __init__(
         self, device: int | str, width: int = 0, height: int = 0, fps: float = 0.0, fourcc: str = "", timeout_s=5.0
@@ -47,25 +67,9 @@ class CameraSource:
             log.warning("%s: asked for %dx%d, the camera gives %dx%d", self.description, self.width, self.height, *got)
         self._capture = capture
 
-    def close(self) -> None:
-        if self._capture is not None:
-            self._capture.release()
-            self._capture = None
 
-    def read(self) -> np.ndarray:
-        if self._capture is None:
-            raise SourceLostError("not open")
-        ok, image = self._capture.read()
-        if not ok:
-            raise SourceLostError(f"{self.description} delivered no frame within {self.timeout_ms} ms")
-        return image
-
-
-class StreamSource:
+class StreamSource(_Capture):
     """An RTSP or HTTP (MJPEG) URL through OpenCV's FFmpeg backend, with open and read timeouts."""
-
-    live = True
-    frame_interval = 0.0
 
     def __init__(self, url: str, timeout_s: float = 5.0) -> None:
         self.url = url
@@ -81,19 +85,6 @@ class StreamSource:
             capture.release()
             raise SourceLostError(f"{self.description} cannot be opened")
         self._capture = capture
-
-    def close(self) -> None:
-        if self._capture is not None:
-            self._capture.release()
-            self._capture = None
-
-    def read(self) -> np.ndarray:
-        if self._capture is None:
-            raise SourceLostError("not open")
-        ok, image = self._capture.read()
-        if not ok:
-            raise SourceLostError(f"{self.description} ended or delivered no frame within {self.timeout_ms} ms")
-        return image
 
 
 def redact(url: str) -> str:
