@@ -24,13 +24,16 @@ CONFIG ?=
 # Debian packages the tests drive for real: a MQTT broker, a headless browser, and cloud-init to
 # validate the first-boot user-data.
 TEST_DEBS ?= mosquitto chromium cloud-init
+# The system test's host tools: an arm64 root filesystem built with debootstrap, booted by QEMU.
+VM_DEBS ?= debootstrap qemu-system-arm qemu-user-static binfmt-support qemu-utils e2fsprogs openssh-client
 
 BIN := $(VENV)/bin
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help venv demo train quantize baseline evaluate test test-debs lint format clean distclean install uninstall deploy sdcard
+.PHONY: help venv demo train quantize baseline evaluate test test-debs system-test lint format clean distclean \
+	install uninstall deploy sdcard wheels
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -87,6 +90,10 @@ test-debs:
 test: $(STAMP) test-debs ## run the test suite (installs what it needs, Debian packages included)
 	$(BIN)/python -m pytest $(PYTEST_FLAGS)
 
+system-test: $(STAMP) ## install, run, crash, hang, reload, deploy and uninstall in a booted arm64 VM (~15 min)
+	$(MAKE) --no-print-directory test-debs TEST_DEBS="$(TEST_DEBS) $(VM_DEBS)"
+	$(BIN)/python -m pytest --vm tests/vm $(PYTEST_FLAGS)
+
 lint: $(STAMP) ## ruff: lint and formatting
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -95,12 +102,13 @@ format: $(STAMP) ## ruff: fix what can be fixed
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-clean: ## remove what make built (data, runs, bundles, demo), keep the virtualenv
-	rm -rf data runs bundles $(DEMO) .pytest_cache .ruff_cache build *.egg-info
+clean: ## remove what make built (data, runs, bundles, demo), keep the virtualenv and the VM image
+	rm -rf data runs bundles $(DEMO) .pytest_cache .ruff_cache *.egg-info
+	find build -mindepth 1 -maxdepth 1 -not -name vm -exec rm -rf {} + 2>/dev/null || true
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
 distclean: clean ## also remove the virtualenv
-	rm -rf $(VENV)
+	rm -rf $(VENV) build
 
 # On the Pi ------------------------------------------------------------------------------------------
 install: ## on the Pi: install the hardened systemd service (sudo make install; WHEELS=dir for offline)
@@ -113,6 +121,10 @@ uninstall: ## on the Pi: remove the service, its user, config, bundles and virtu
 deploy: ## push BUNDLE to HOST=user@pi, switch, and roll back unless it comes up healthy
 	@[ -n "$(HOST)" ] || { echo "usage: make deploy HOST=pi@raspberrypi.local BUNDLE=bundles/photos"; exit 64; }
 	bash deploy/deploy.sh $(HOST) $(BUNDLE)
+
+wheels: $(STAMP) ## download what `make install` needs on a Pi into WHEELS=dir, for Pis without internet
+	@[ -n "$(WHEELS)" ] || { echo "usage: make wheels WHEELS=build/wheels [PLATFORM=aarch64|armv7l]"; exit 64; }
+	PIP="$(BIN)/python -m pip" bash deploy/wheels.sh $(WHEELS) $(or $(PLATFORM),aarch64)
 
 sdcard: $(STAMP) ## prepare a freshly flashed card's boot partition BOOT to install BUNDLE on first boot
 	@[ -n "$(BOOT)" ] || { echo "usage: make sdcard BOOT=/media/$$USER/bootfs BUNDLE=bundles/photos"; exit 64; }

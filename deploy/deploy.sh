@@ -2,7 +2,8 @@
 # Push a bundle to a device and switch to it; switch back by itself if the daemon does not come up with it.
 #   make deploy HOST=pi@raspberrypi.local BUNDLE=bundles/photos
 #   deploy/deploy.sh HOST BUNDLE_DIR
-# HOST=local acts on this machine (STATE and RELOAD may then point at a test layout).
+# HOST=local acts on this machine (STATE and RELOAD may then point at a test layout). SSH overrides the ssh
+# command, e.g. SSH="ssh -p 2222 -i key" for a Pi behind a port forward.
 # Steps: copy to bundles/<version>/ (staged, then renamed), switch the `current` symlink atomically,
 # reload the daemon (SIGHUP: it verifies the bundle in a child before using it), wait until the status
 # endpoint reports the new version, otherwise relink the previous bundle and reload again. Exit 0 only
@@ -18,6 +19,7 @@ STATUS_URL=${STATUS_URL:-http://127.0.0.1:8080/api/status}
 RELOAD=${RELOAD:-systemctl reload edgesight.service}
 WAIT_SECONDS=${WAIT_SECONDS:-120}
 OWNER=${OWNER:-edgesight:edgesight}
+SSH=${SSH:-ssh}
 
 say() { printf 'deploy: %s\n' "$*" >&2; }
 [ -f "$BUNDLE/manifest.json" ] || { say "$BUNDLE: not a bundle (no manifest.json); build one with make quantize"; exit 66; }
@@ -26,7 +28,7 @@ case $version in ''|*/*|.*) say "$BUNDLE/manifest.json: unusable version '$versi
 
 # Run a shell snippet on the device, as root there (sudo) when over ssh.
 on_device() {
-  if [ "$HOST" = local ]; then bash -c "$1"; else ssh -o BatchMode=yes "$HOST" "sudo bash -c $(printf '%q' "$1")"; fi
+  if [ "$HOST" = local ]; then bash -c "$1"; else $SSH -o BatchMode=yes "$HOST" "sudo bash -c $(printf '%q' "$1")"; fi
 }
 
 bundles="$STATE/bundles"

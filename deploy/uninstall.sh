@@ -10,7 +10,8 @@ say() { printf 'uninstall: %s\n' "$*"; }
 if [ -d /run/systemd/system ]; then
   systemctl disable --now edgesight.service >/dev/null 2>&1 || true
 fi
-rm -f /etc/systemd/system/edgesight.service
+# The unit and any drop-ins an admin added (systemctl edit edgesight).
+rm -rf /etc/systemd/system/edgesight.service /etc/systemd/system/edgesight.service.d
 [ -d /run/systemd/system ] && systemctl daemon-reload
 rm -rf "$PREFIX" /etc/edgesight /var/lib/edgesight /var/log/edgesight
 if id edgesight >/dev/null 2>&1; then userdel edgesight; fi

@@ -13,6 +13,20 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--vm", action="store_true", help="boot the arm64 VM and run the system test (tests/vm)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The system test boots a VM for minutes: only `make system-test` (--vm) runs it."""
+    if config.getoption("--vm"):
+        return
+    skip = pytest.mark.skip(reason="the system test: make system-test")
+    for item in items:
+        if "vm" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def digits_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from train.digits import write_digits
@@ -58,6 +72,23 @@ def digits_bundle(digits_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("bundles") / "digits"
     quantize(digits_run.path, out)
     return out
+
+
+def bundle_copy(source: Path, target: Path, version: str, *, corrupt: bool = False) -> Path:
+    """A copy of a bundle under another version; ``corrupt``: a garbage flatbuffer whose sha256 matches,
+    so that only loading it can tell."""
+    import hashlib
+    import json
+
+    shutil.copytree(source, target)
+    manifest = json.loads((target / "manifest.json").read_text())
+    manifest["version"] = version
+    if corrupt:
+        garbage = os.urandom((target / "model.tflite").stat().st_size)
+        (target / "model.tflite").write_bytes(garbage)
+        manifest["model_sha256"] = hashlib.sha256(garbage).hexdigest()
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    return target
 
 
 def run_cli(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:

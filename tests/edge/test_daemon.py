@@ -1,9 +1,7 @@
 """`edgesight run` as systemd runs it: a real process, a notification socket, HTTP, signals, reloads."""
 
-import hashlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -14,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, wait_for
+from tests.conftest import ROOT, bundle_copy, wait_for
 from tests.edge.publish.conftest import free_port
 
 pytestmark = pytest.mark.slow
@@ -53,16 +51,6 @@ def status_or_none(url: str) -> dict | None:
         return None
 
 
-def install_bundle(bundles: Path, source: Path, version: str) -> Path:
-    """A copy of ``source`` as bundles/<version>, with that version in its manifest."""
-    target = bundles / version
-    shutil.copytree(source, target)
-    manifest = json.loads((target / "manifest.json").read_text())
-    manifest["version"] = version
-    (target / "manifest.json").write_text(json.dumps(manifest))
-    return target
-
-
 def switch(bundles: Path, version: str) -> None:
     """Point ``current`` at a version atomically, as `make deploy` does."""
     link = bundles / "current.new"
@@ -75,7 +63,7 @@ def daemon(tmp_path, digits_bundle, digits_dir):
     """The daemon on a looping image folder, with a notify socket, a watchdog and HTTP on loopback."""
     bundles = tmp_path / "bundles"
     bundles.mkdir()
-    install_bundle(bundles, digits_bundle, "1.0.0")
+    bundle_copy(digits_bundle, bundles / "1.0.0", "1.0.0")
     switch(bundles, "1.0.0")
     port = free_port()
     config = tmp_path / "edgesight.toml"
@@ -120,12 +108,7 @@ def test_sighup_refuses_a_corrupt_bundle_and_switches_to_a_good_one(daemon, digi
     assert status["model"]["version"] == "1.0.0"
 
     # A flatbuffer of garbage whose sha256 matches its manifest: only loading it can tell.
-    corrupt = install_bundle(daemon.bundles, digits_bundle, "2.0.0-corrupt")
-    garbage = os.urandom((corrupt / "model.tflite").stat().st_size)
-    (corrupt / "model.tflite").write_bytes(garbage)
-    manifest = json.loads((corrupt / "manifest.json").read_text())
-    manifest["model_sha256"] = hashlib.sha256(garbage).hexdigest()
-    (corrupt / "manifest.json").write_text(json.dumps(manifest))
+    bundle_copy(digits_bundle, daemon.bundles / "2.0.0-corrupt", "2.0.0-corrupt", corrupt=True)
     switch(daemon.bundles, "2.0.0-corrupt")
     daemon.send_signal(signal.SIGHUP)
     refused = wait_for(
@@ -141,7 +124,7 @@ def test_sighup_refuses_a_corrupt_bundle_and_switches_to_a_good_one(daemon, digi
     metrics = urllib.request.urlopen(daemon.url + "/metrics", timeout=5).read().decode()
     assert "edgesight_reload_failures_total 1.0" in metrics
 
-    install_bundle(daemon.bundles, digits_bundle, "3.0.0")
+    bundle_copy(digits_bundle, daemon.bundles / "3.0.0", "3.0.0")
     switch(daemon.bundles, "3.0.0")
     daemon.send_signal(signal.SIGHUP)
     wait_for(lambda: get_json(daemon.url + "/api/status")["model"]["version"] == "3.0.0", what="the new model")

@@ -51,6 +51,19 @@ def test_a_vanished_socket_does_not_raise(tmp_path):
     notifier.watchdog()
 
 
+def test_a_manager_that_stops_reading_never_blocks_the_daemon(notify_socket, caplog):
+    server, path = notify_socket
+    notifier = Notifier({"NOTIFY_SOCKET": path})
+    # Nobody reads: the datagram queue fills up, then pings are dropped, counted and logged, never waited on.
+    delivered = [notifier.send("WATCHDOG=1") for _ in range(5000)]
+    assert delivered[0] is True and delivered[-1] is False
+    assert notifier.dropped == delivered.count(False) > 0
+    assert "not reading notifications" in caplog.text
+    notifier.stopping()  # waits its second for room, then gives up
+    assert notifier.dropped == delivered.count(False) + 1
+    assert server.recv(4096) == b"WATCHDOG=1"  # what was queued is intact
+
+
 def test_watchdog_period_only_for_this_process():
     assert Notifier({"WATCHDOG_USEC": "30000000"}).watchdog_seconds == 30.0
     assert Notifier({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": str(os.getpid())}).watchdog_seconds == 30.0

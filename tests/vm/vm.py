@@ -1,0 +1,115 @@
+"""The system test's machine: the Debian 12 arm64 image booted by QEMU, reached over ssh on 127.0.0.1.
+
+KVM here is a nested software device that runs guests far slower than plain emulation, so the VM runs
+under TCG. The guest's only network is QEMU's user-mode stack with ``restrict=on``: no route out, and
+one forward from a free port of the host's loopback to the guest's sshd.
+"""
+
+import hashlib
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.edge.publish.conftest import free_port
+
+HERE = Path(__file__).resolve().parent
+BUILD_SCRIPT = HERE / "build-image.sh"
+
+
+def cached_image(cache: Path) -> Path:
+    """The image built by build-image.sh, rebuilt only when that script changes (its inputs)."""
+    key = hashlib.sha256(BUILD_SCRIPT.read_bytes()).hexdigest()[:16]
+    image = cache / f"debian12-arm64-{key}"
+    if not (image / "rootfs.ext4").exists():
+        subprocess.run(["bash", str(BUILD_SCRIPT), str(image)], check=True)
+    return image
+
+
+@dataclass
+class Vm:
+    """One boot of the image, on a throw-away copy-on-write overlay, so the cached image stays clean."""
+
+    image: Path
+    workdir: Path
+    memory_mb: int = 1024
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+
+    @property
+    def key(self) -> Path:
+        return self.image / "id_ed25519"
+
+    @property
+    def console(self) -> Path:
+        return self.workdir / "console.log"
+
+    def ssh_command(self) -> list[str]:
+        """ssh as the guest's `pi` user, as `make deploy` would reach a Pi (SSH= for deploy.sh)."""
+        return [
+            "ssh", "-i", str(self.key), "-p", str(self.port),
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=10",
+        ]  # fmt: skip
+
+    def boot(self, timeout: float = 300) -> None:
+        overlay = self.workdir / "overlay.qcow2"
+        rootfs = self.image / "rootfs.ext4"
+        subprocess.run(
+            ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(rootfs), "-F", "raw", str(overlay)], check=True
+        )
+        command = [
+            "qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72", "-smp", "2", "-m", str(self.memory_mb),
+            "-accel", "tcg,thread=multi", "-display", "none", "-monitor", "none",
+            "-serial", f"file:{self.console}",
+            "-kernel", str(self.image / "vmlinuz"), "-initrd", str(self.image / "initrd.img"),
+            "-append", "root=/dev/vda rw console=ttyAMA0 systemd.show_status=0",
+            "-drive", f"file={overlay},if=virtio,format=qcow2",
+            "-netdev", f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{self.port}-:22",
+            "-device", "virtio-net-pci,netdev=net0",
+            "-device", "virtio-rng-pci",
+        ]  # fmt: skip
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"qemu exited with {self.process.returncode}: {self.process.stderr.read()!r}")
+            if self.ssh("true", check=False, timeout=30).returncode == 0:
+                return
+            time.sleep(1)
+        raise TimeoutError(f"no ssh into the VM after {timeout:.0f} s; console: {self.console}")
+
+    def ssh(
+        self, command: str, *, check: bool = True, timeout: float = 300, input: bytes | str | None = None
+    ) -> subprocess.CompletedProcess:
+        """Run a shell command in the guest as `pi`; text output."""
+        args = [*self.ssh_command(), "pi@127.0.0.1", command]
+        text = not isinstance(input, bytes)
+        try:
+            result = subprocess.run(args, capture_output=True, text=text, timeout=timeout, input=input)
+        except subprocess.TimeoutExpired as e:
+            if check:
+                raise
+            return subprocess.CompletedProcess(args, 255, "", f"timed out: {e}")
+        if check and result.returncode != 0:
+            raise AssertionError(f"in the VM, `{command}` exited {result.returncode}: {result.stderr}{result.stdout}")
+        return result
+
+    def sudo(self, command: str, **kwargs) -> subprocess.CompletedProcess:
+        return self.ssh(f"sudo bash -c {shlex.quote(command)}", **kwargs)
+
+    def copy_tree(self, source: Path, target: str) -> None:
+        """Copy a host folder into the guest (tar over ssh)."""
+        tar = subprocess.run(["tar", "-C", str(source), "-cf", "-", "."], capture_output=True, check=True)
+        self.ssh(f"mkdir -p {shlex.quote(target)} && tar -C {shlex.quote(target)} -xf -", input=tar.stdout)
+
+    def shutdown(self, timeout: float = 60) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.sudo("systemctl poweroff", check=False, timeout=30)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(30)
