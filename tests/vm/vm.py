@@ -67,7 +67,7 @@ class Vm:
             "-append", "root=/dev/vda rw console=ttyAMA0 systemd.show_status=0",
             "-drive", f"file={overlay},if=virtio,format=qcow2",
             "-netdev", f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{self.port}-:22",
-            "-device", "virtio-net-pci,netdev=net0",
+            "-device", "virtio-net-pci,netdev=net0,romfile=",
             "-device", "virtio-rng-pci",
         ]  # fmt: skip
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
