@@ -33,6 +33,7 @@ fi
 update-binfmts --enable qemu-aarch64 2>/dev/null || true
 [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || { say "qemu-aarch64 binfmt is not registered"; exit 69; }
 
+mkdir -p "$(dirname "$OUT")"
 work=$(mktemp -d "${OUT%/}.tmp-XXXXXX")
 root="$work/root"
 cleanup() {
@@ -106,7 +107,6 @@ mke2fs -q -t ext4 -L root -d "$root" "$work/rootfs.ext4" 4G
 rm -rf "$root"
 
 rm -rf "$OUT"
-mkdir -p "$(dirname "$OUT")"
 mv -T "$work" "$OUT"
 trap - EXIT
 say "done: $OUT"

@@ -4,7 +4,8 @@ The guest is Raspberry Pi OS's base (Debian 12, systemd 252, Python 3.11) with s
 QEMU's emulation of a Cortex-A72. It has no network but an ssh forward on 127.0.0.1, so edgesight is
 installed offline from wheels prepared on the host with `make wheels`, as the README tells. The camera is
 a network MJPEG stream served in the guest, which can hang (SIGSTOP) as a real one does. The tests run in
-order, on one boot: install, start, results, crash, hang, reloads, deploys, uninstall.
+order, on one boot: install, start, results, crash, hang, reloads, deploys (make deploy and the Ansible
+playbook), uninstall.
 
     make system-test        # about 15 minutes the first time (the image), 10 after
 """
@@ -87,6 +88,8 @@ def payload(tmp_path_factory, digits_bundle, digits_dir) -> Path:
     bundle_copy(digits_bundle, bundles / "2.0.0-corrupt", "2.0.0-corrupt", corrupt=True)
     bundle_copy(digits_bundle, bundles / "3.0.0", "3.0.0")
     bundle_copy(digits_bundle, bundles / "4.0.0-corrupt", "4.0.0-corrupt", corrupt=True)
+    bundle_copy(digits_bundle, bundles / "5.0.0", "5.0.0")
+    bundle_copy(digits_bundle, bundles / "6.0.0-corrupt", "6.0.0-corrupt", corrupt=True)
     return root
 
 
@@ -272,6 +275,38 @@ def test_deploy_rolls_back_a_bundle_that_does_not_come_up(vm, payload):
     assert status["model"]["version"] == "3.0.0" and show(vm, "MainPID")["MainPID"] == pid
     count = status["counters"]["frames"]
     wait_for(lambda: frames(vm) > count + 10, timeout=120, what="3.0.0 to go on classifying")
+
+
+def ansible(vm: Vm, bundle: Path, inventory: Path) -> subprocess.CompletedProcess:
+    """The fleet playbook, with the VM as the inventory's one Pi."""
+    ssh_args = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
+    inventory.write_text(
+        "[edgesight]\n"
+        f"pi-vm ansible_host=127.0.0.1 ansible_port={vm.port} ansible_user=pi "
+        f"ansible_ssh_private_key_file={vm.key} ansible_ssh_common_args='{ssh_args}' "
+        "ansible_python_interpreter=/usr/bin/python3\n"
+    )
+    playbook = ROOT / "deploy" / "ansible" / "deploy-bundle.yml"
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), str(playbook),
+         "-e", f"bundle={bundle}", "-e", "wait_seconds=45"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+
+
+def test_the_ansible_playbook_rolls_out_and_rolls_back(vm, payload, tmp_path):
+    result = ansible(vm, payload / "bundles" / "5.0.0", tmp_path / "inventory.ini")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "pi-vm" in result.stdout and "failed=0" in result.stdout
+    assert guest_json(vm, "/api/status")["model"]["version"] == "5.0.0"
+
+    pid = show(vm, "MainPID")["MainPID"]
+    result = ansible(vm, payload / "bundles" / "6.0.0-corrupt", tmp_path / "inventory.ini")
+    assert result.returncode != 0
+    assert "6.0.0-corrupt did not come up on pi-vm; switched back" in result.stdout
+    assert vm.sudo(f"readlink -f {BUNDLES}/current").stdout.strip() == f"{BUNDLES}/5.0.0"
+    status = guest_json(vm, "/api/status")
+    assert status["model"]["version"] == "5.0.0" and show(vm, "MainPID")["MainPID"] == pid
 
 
 def test_uninstall_leaves_nothing_behind(vm):
