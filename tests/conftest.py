@@ -1,10 +1,14 @@
-"""Shared real parts: the digits dataset, a model trained on it once per session, its int8 bundle."""
+"""Shared real parts: the digits dataset, a model trained on it once per session, its int8 bundle, a running daemon."""
 
 import contextlib
+import hashlib
+import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -77,9 +81,6 @@ def digits_bundle(digits_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def bundle_copy(source: Path, target: Path, version: str, *, corrupt: bool = False) -> Path:
     """A copy of a bundle under another version; ``corrupt``: a garbage flatbuffer whose sha256 matches,
     so that only loading it can tell."""
-    import hashlib
-    import json
-
     shutil.copytree(source, target)
     manifest = json.loads((target / "manifest.json").read_text())
     manifest["version"] = version
@@ -89,6 +90,80 @@ def bundle_copy(source: Path, target: Path, version: str, *, corrupt: bool = Fal
         manifest["model_sha256"] = hashlib.sha256(garbage).hexdigest()
     (target / "manifest.json").write_text(json.dumps(manifest))
     return target
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class NotifySocket:
+    """systemd's side of sd_notify: a datagram socket that records every message the daemon sends."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.socket.bind(str(path))
+        self.socket.setblocking(False)
+        self.messages: list[str] = []
+
+    def received(self) -> list[str]:
+        while True:
+            try:
+                self.messages.append(self.socket.recv(4096).decode())
+            except BlockingIOError:
+                return self.messages
+
+    def fields(self) -> list[str]:
+        return [field for message in self.received() for field in message.split("\n")]
+
+
+def get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def status_or_none(url: str) -> dict | None:
+    try:
+        return get_json(url)
+    except OSError:
+        return None
+
+
+def switch(bundles: Path, version: str) -> None:
+    """Point ``current`` at a version atomically, as `make deploy` does."""
+    link = bundles / "current.new"
+    link.symlink_to(version)
+    link.replace(bundles / "current")
+
+
+@pytest.fixture
+def daemon(tmp_path, digits_bundle, digits_dir):
+    """The daemon on a looping image folder, with a notify socket, a watchdog and HTTP on loopback."""
+    bundles = tmp_path / "bundles"
+    bundles.mkdir()
+    bundle_copy(digits_bundle, bundles / "1.0.0", "1.0.0")
+    switch(bundles, "1.0.0")
+    port = free_port()
+    config = tmp_path / "edgesight.toml"
+    config.write_text(
+        f'[source]\nuri = "{digits_dir / "4"}"\nloop = true\nmax_fps = 30\n'
+        f'[model]\npath = "{bundles / "current"}"\nthreads = 1\n'
+        f'[output]\njsonl = "{tmp_path / "results.jsonl"}"\n'
+        f"[http]\nport = {port}\n"
+    )
+    notify = NotifySocket(tmp_path / "notify")
+    env = {**os.environ, "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "3000000"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "run", "--config", str(config)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    process.notify, process.bundles, process.url = notify, bundles, f"http://127.0.0.1:{port}"
+    process.results = tmp_path / "results.jsonl"
+    yield process
+    process.kill()
+    process.wait(30)
 
 
 def run_cli(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:

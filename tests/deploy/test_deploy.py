@@ -9,13 +9,12 @@ import subprocess
 
 import pytest
 
-from tests.conftest import ROOT, bundle_copy, wait_for
-from tests.edge.test_daemon import daemon, get_json, status_or_none  # noqa: F401 (the fixture)
+from tests.conftest import ROOT, bundle_copy, get_json, status_or_none, wait_for
 
 pytestmark = pytest.mark.slow
 
 
-def deploy(daemon, bundle, wait_seconds: int = 60) -> subprocess.CompletedProcess:  # noqa: F811
+def deploy(daemon, bundle, wait_seconds: int = 60) -> subprocess.CompletedProcess:
     """deploy/deploy.sh (what `make deploy` runs) on this machine, reloading the test's daemon."""
     env = {
         **os.environ,
@@ -30,11 +29,11 @@ def deploy(daemon, bundle, wait_seconds: int = 60) -> subprocess.CompletedProces
     )  # fmt: skip
 
 
-def live(daemon) -> str:  # noqa: F811
+def live(daemon) -> str:
     return get_json(daemon.url + "/api/status")["model"]["version"]
 
 
-def test_deploy_switches_then_rolls_back_a_bundle_that_does_not_come_up(daemon, digits_bundle, tmp_path):  # noqa: F811
+def test_deploy_switches_then_rolls_back_a_bundle_that_does_not_come_up(daemon, digits_bundle, tmp_path):
     wait_for(lambda: status_or_none(daemon.url + "/api/status"), timeout=60, what="the daemon's HTTP status")
     assert live(daemon) == "1.0.0"
 

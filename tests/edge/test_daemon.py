@@ -1,89 +1,17 @@
 """`edgesight run` as systemd runs it: a real process, a notification socket, HTTP, signals, reloads."""
 
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, bundle_copy, wait_for
-from tests.edge.publish.conftest import free_port
+from tests.conftest import ROOT, bundle_copy, free_port, get_json, status_or_none, switch, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-class NotifySocket:
-    """systemd's side of sd_notify: a datagram socket that records every message the daemon sends."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.socket.bind(str(path))
-        self.socket.setblocking(False)
-        self.messages: list[str] = []
-
-    def received(self) -> list[str]:
-        while True:
-            try:
-                self.messages.append(self.socket.recv(4096).decode())
-            except BlockingIOError:
-                return self.messages
-
-    def fields(self) -> list[str]:
-        return [field for message in self.received() for field in message.split("\n")]
-
-
-def get_json(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return json.loads(response.read())
-
-
-def status_or_none(url: str) -> dict | None:
-    try:
-        return get_json(url)
-    except OSError:
-        return None
-
-
-def switch(bundles: Path, version: str) -> None:
-    """Point ``current`` at a version atomically, as `make deploy` does."""
-    link = bundles / "current.new"
-    link.symlink_to(version)
-    link.replace(bundles / "current")
-
-
-@pytest.fixture
-def daemon(tmp_path, digits_bundle, digits_dir):
-    """The daemon on a looping image folder, with a notify socket, a watchdog and HTTP on loopback."""
-    bundles = tmp_path / "bundles"
-    bundles.mkdir()
-    bundle_copy(digits_bundle, bundles / "1.0.0", "1.0.0")
-    switch(bundles, "1.0.0")
-    port = free_port()
-    config = tmp_path / "edgesight.toml"
-    config.write_text(
-        f'[source]\nuri = "{digits_dir / "4"}"\nloop = true\nmax_fps = 30\n'
-        f'[model]\npath = "{bundles / "current"}"\nthreads = 1\n'
-        f'[output]\njsonl = "{tmp_path / "results.jsonl"}"\n'
-        f"[http]\nport = {port}\n"
-    )
-    notify = NotifySocket(tmp_path / "notify")
-    env = {**os.environ, "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "3000000"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "run", "--config", str(config)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    process.notify, process.bundles, process.url = notify, bundles, f"http://127.0.0.1:{port}"
-    process.results = tmp_path / "results.jsonl"
-    yield process
-    process.kill()
-    process.wait(30)
 
 
 def test_ready_only_after_the_first_result_then_watchdog_status_and_stopping(daemon):

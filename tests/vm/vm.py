@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.edge.publish.conftest import free_port
+from tests.conftest import free_port
 
 HERE = Path(__file__).resolve().parent
 BUILD_SCRIPT = HERE / "build-image.sh"
@@ -99,10 +99,18 @@ class Vm:
     def sudo(self, command: str, **kwargs) -> subprocess.CompletedProcess:
         return self.ssh(f"sudo bash -c {shlex.quote(command)}", **kwargs)
 
-    def copy_tree(self, source: Path, target: str) -> None:
-        """Copy a host folder into the guest (tar over ssh)."""
+    def copy_tree(self, source: Path, target: str, owner: str = "") -> None:
+        """Copy a host folder into the guest (tar over ssh); with ``owner``, as root into a 0750 folder of theirs."""
         tar = subprocess.run(["tar", "-C", str(source), "-cf", "-", "."], capture_output=True, check=True)
-        self.ssh(f"mkdir -p {shlex.quote(target)} && tar -C {shlex.quote(target)} -xf -", input=tar.stdout)
+        target = shlex.quote(target)
+        if owner:
+            command = (
+                f"sudo install -d -o {owner} -g {owner} -m 0750 {target} && "
+                f"sudo tar -C {target} -xf - && sudo chown -R {owner}: {target}"
+            )
+        else:
+            command = f"mkdir -p {target} && tar -C {target} -xf -"
+        self.ssh(command, input=tar.stdout)
 
     def shutdown(self, timeout: float = 60) -> None:
         if self.process is None or self.process.poll() is not None:
