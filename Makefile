@@ -24,8 +24,8 @@ CONFIG ?=
 # Debian packages the tests drive for real: a MQTT broker, a headless browser, and cloud-init to
 # validate the first-boot user-data.
 TEST_DEBS ?= mosquitto chromium cloud-init
-# The system test's host tools: an arm64 root filesystem built with debootstrap, booted by QEMU.
-VM_DEBS ?= debootstrap qemu-system-arm qemu-user-static binfmt-support qemu-utils e2fsprogs openssh-client
+# The system test's host tools (one list, which tests/vm/build-image.sh reads too).
+VM_DEBS ?= $(shell grep -o '^[^\#]*' tests/vm/host-packages.txt)
 
 BIN := $(VENV)/bin
 comma := ,
@@ -112,7 +112,7 @@ distclean: clean ## also remove the virtualenv
 
 # On the Pi ------------------------------------------------------------------------------------------
 install: ## on the Pi: install the hardened systemd service (sudo make install; WHEELS=dir for offline)
-	$(SUDO) env PREFIX=$(PREFIX) WHEELS=$(WHEELS) bash deploy/install.sh
+	$(SUDO) env PREFIX=$(PREFIX) WHEELS=$(WHEELS) CORAL=$(or $(CORAL),auto) bash deploy/install.sh
 
 uninstall: ## on the Pi: remove the service, its user, config, bundles and virtualenv
 	$(SUDO) env PREFIX=$(PREFIX) bash deploy/uninstall.sh
@@ -126,6 +126,7 @@ wheels: $(STAMP) ## download what `make install` needs on a Pi into WHEELS=dir, 
 	@[ -n "$(WHEELS)" ] || { echo "usage: make wheels WHEELS=build/wheels [PLATFORM=aarch64|armv7l]"; exit 64; }
 	PIP="$(BIN)/python -m pip" bash deploy/wheels.sh $(WHEELS) $(or $(PLATFORM),aarch64)
 
-sdcard: $(STAMP) ## prepare a freshly flashed card's boot partition BOOT to install BUNDLE on first boot
+sdcard: $(STAMP) ## prepare a freshly flashed card's boot partition BOOT to install BUNDLE on first boot (WHEELS=dir: offline)
 	@[ -n "$(BOOT)" ] || { echo "usage: make sdcard BOOT=/media/$$USER/bootfs BUNDLE=bundles/photos"; exit 64; }
-	$(BIN)/python deploy/sdcard.py --boot $(BOOT) --bundle $(BUNDLE) $(if $(CONFIG),--config $(CONFIG),)
+	$(BIN)/python deploy/sdcard.py --boot $(BOOT) --bundle $(BUNDLE) $(if $(CONFIG),--config $(CONFIG),) \
+	  $(if $(WHEELS),--wheels $(WHEELS),)

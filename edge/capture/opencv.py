@@ -1,6 +1,7 @@
 """Live sources through OpenCV: V4L2/USB cameras and network streams (RTSP, HTTP MJPEG) via FFmpeg."""
 
 import logging
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -44,9 +45,22 @@ class CameraSource(_Capture):
         self.timeout_ms = int(timeout_s * 1000)
         self.skipped = 0
         self.description = f"camera {device}"
+        self.node = device if isinstance(device, str) else f"/dev/video{device}"
         self._capture: cv2.VideoCapture | None = None
 
+    def presence(self) -> tuple[int, ...] | None:
+        """The device node's identity and permissions, None while it is absent. Cheap (one stat), so the
+        capture thread looks between reopen attempts and retries as soon as it changes: a re-plugged
+        camera, or udev granting the video group access to the new node."""
+        try:
+            st = Path(self.node).stat()
+        except OSError:
+            return None
+        return st.st_ino, st.st_rdev, st.st_mode, st.st_uid, st.st_gid, st.st_ctime_ns
+
     def open(self) -> None:
+        if self.presence() is None:
+            raise SourceLostError(f"{self.description} is not there ({self.node} is missing: unplugged?)")
         capture = cv2.VideoCapture(self.device, cv2.CAP_V4L2)
         if not capture.isOpened():
             capture.release()

@@ -13,6 +13,8 @@ from edge.health import Health
 
 log = logging.getLogger(__name__)
 
+PRESENCE_POLL_S = 0.1  # how often a lost camera's device node is looked at while waiting to reopen it
+
 
 @dataclass(frozen=True)
 class Backoff:
@@ -82,11 +84,28 @@ class CaptureThread(threading.Thread):
             return
 
     def _wait_after(self, error: SourceLostError, delays: Iterator[float]) -> bool:
-        """Record the failure and wait the next backoff delay; True when stopping meanwhile."""
+        """Record the failure and wait the next backoff delay; True when stopping meanwhile.
+
+        A source that can tell whether its device is present (``presence()``, a cheap look at the device
+        node) is retried as soon as that changes, so a camera plugged back in is read again within a
+        fraction of a second however long the backoff has grown."""
         delay = next(delays)
         self.health.update(source_state="reconnecting", source_error=str(error))
         log.warning("%s; retrying in %.1f s", error, delay)
-        return self.stop.wait(delay)
+        presence = getattr(self.source, "presence", None)
+        if presence is None:
+            return self.stop.wait(delay)
+        seen = presence()
+        deadline = time.monotonic() + delay
+        while (left := deadline - time.monotonic()) > 0:
+            if self.stop.wait(min(PRESENCE_POLL_S, left)):
+                return True
+            now = presence()
+            if now is not None and now != seen:
+                log.info("%s: the device changed; reopening now", self.source.description)
+                return False
+            seen = now
+        return False
 
     def _read_until_end(self) -> bool:
         """Read frames into the mailbox; True at the end of a finite source, False when stopped."""

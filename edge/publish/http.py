@@ -28,6 +28,33 @@ log = logging.getLogger(__name__)
 
 Classify = Callable[[np.ndarray], dict[str, Any]]
 READ_TIMEOUT_S = 10  # a client that stalls mid-request loses its connection, not a thread forever
+MAX_CONNECTIONS = 16  # served at once, a thread each; more wait in the listen backlog (the unit's TasksMax=)
+
+
+class _Server(ThreadingHTTPServer):
+    """A thread per connection, at most ``MAX_CONNECTIONS`` at a time: a flood of connections waits in
+    the kernel's backlog instead of taking every thread the service may have."""
+
+    daemon_threads = True
+    request_queue_size = 64  # the listen backlog, where connections over the cap wait
+
+    def server_activate(self) -> None:
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().server_activate()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.slots.acquire()
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
 
 
 class HttpServer:
@@ -46,14 +73,13 @@ class HttpServer:
         self.token = read_secret(settings.token_file, "http_token", "[http] token_file")
         self.page = resources.files("edge.publish").joinpath("page.html").read_bytes()
         try:
-            self._server = ThreadingHTTPServer((settings.host, settings.port), _handler(self))
+            self._server = _Server((settings.host, settings.port), _handler(self))
         except OSError as e:
             raise EdgesightError(
                 f"[http] host/port: cannot listen on {settings.host}:{settings.port} ({e.strerror});"
                 " pick another port or stop what uses it",
                 EXIT_CONFIG,
             ) from e
-        self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
     @property

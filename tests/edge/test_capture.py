@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from edge.capture import CaptureThread, FrameMailbox, SourceEndedError, open_source
+from edge.capture.opencv import CameraSource
 from edge.capture.picamera import PicameraSource
 from edge.capture.thread import Backoff
 from edge.config import SourceConfig
@@ -156,12 +157,38 @@ def test_camera_that_does_not_open_is_retried_not_fatal():
     mailbox, health, thread, stop = drain(open_source(SourceConfig(uri="/dev/video99", timeout_s=1)))
     wait_for(lambda: health.snapshot().reconnects >= 2, what="two retries")
     assert health.snapshot().source_state == "reconnecting"
-    assert "camera /dev/video99 cannot be opened" in health.snapshot().source_error
+    assert "camera /dev/video99 is not there (/dev/video99 is missing" in health.snapshot().source_error
     stop.set()
     thread.join(10)
     assert not thread.is_alive()
     with pytest.raises(SourceEndedError):
         mailbox.take(timeout=1)
+
+
+def test_a_camera_node_that_appears_is_opened_at_once_not_after_the_backoff(tmp_path):
+    """A re-plugged camera is tried as soon as its node appears or changes (udev's chmod), however long
+    the backoff has grown; a node that stays the same is left alone for the whole delay. The node here is
+    a plain file, which V4L2 refuses to open: the point is when the attempts happen."""
+    node = tmp_path / "video0"
+    source = CameraSource(str(node), timeout_s=1)
+    _, health, thread, stop = drain(source, backoff=Backoff(60.0, 60.0))
+    try:
+        wait_for(lambda: health.snapshot().source_state == "reconnecting", what="the missing node to be noticed")
+        assert "is not there" in health.snapshot().source_error
+        node.write_bytes(b"")
+        wait_for(lambda: "cannot be opened" in health.snapshot().source_error, timeout=5, what="an attempt at once")
+        attempts = health.snapshot().reconnects
+        node.chmod(0o660)  # what udev does to a new node: the change is worth another attempt
+        wait_for(lambda: health.snapshot().reconnects > attempts, timeout=5, what="an attempt after the chmod")
+        attempts = health.snapshot().reconnects
+        quiet_until = time.monotonic() + 1.0  # an unchanged node waits out the 60 s delay
+        while time.monotonic() < quiet_until:
+            assert health.snapshot().reconnects == attempts
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
 
 
 def test_backoff_doubles_up_to_its_cap():

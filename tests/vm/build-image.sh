@@ -9,11 +9,12 @@ set -euo pipefail
 OUT=${1:?usage: build-image.sh OUT_DIR}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 SUITE=bookworm
-# What a Raspberry Pi OS Lite image has that the test uses: systemd, sshd, sudo, python3 with venv, make.
+# What a Raspberry Pi OS Lite image has that the test uses: systemd, sshd, sudo, python3 with venv, make,
+# cloud-init (Raspberry Pi OS's first-boot mechanism from Trixie on; disabled on the kernel command line
+# except in the first-boot test); v4l2-ctl to look at the camera, and a local MQTT broker.
 PACKAGES=(systemd-sysv udev dbus kmod iproute2 procps openssh-server sudo python3 python3-venv make
-  linux-image-arm64)
-HOST_DEBS=(debootstrap qemu-system-arm qemu-user-static binfmt-support qemu-utils e2fsprogs
-  openssh-client)
+  linux-image-arm64 cloud-init v4l-utils mosquitto)
+mapfile -t HOST_DEBS < <(grep -o '^[^#]*' "$(dirname "$0")/host-packages.txt")
 
 say() { printf 'build-image: %s\n' "$*" >&2; }
 [ "$(id -u)" = 0 ] || { say "needs root (debootstrap, chroot)"; exit 77; }
@@ -80,7 +81,19 @@ for mnt in dev/pts dev proc sys; do umount -l "$root/$mnt"; done
 say "configuring: host name, disk, network (DHCP from qemu), user pi with sudo and an ssh key"
 echo edgesight-vm >"$root/etc/hostname"
 printf '127.0.0.1 localhost\n127.0.1.1 edgesight-vm\n' >"$root/etc/hosts"
-echo '/dev/vda / ext4 rw,relatime 0 1' >"$root/etc/fstab"
+# The card's boot partition, as Raspberry Pi OS mounts it; only the first-boot test attaches one.
+printf '/dev/vda / ext4 rw,relatime 0 1\nLABEL=bootfs /boot/firmware vfat defaults,nofail,x-systemd.device-timeout=5s 0 0\n' \
+  >"$root/etc/fstab"
+mkdir -p "$root/boot/firmware"
+# cloud-init reads its NoCloud seed (user-data, meta-data) from that partition, as on Raspberry Pi OS;
+# the network is the image's own (networkd, DHCP), not cloud-init's.
+cat >"$root/etc/cloud/cloud.cfg.d/99-edgesight-vm.cfg" <<'CFG'
+datasource_list: [NoCloud, None]
+datasource:
+  NoCloud:
+    fs_label: bootfs
+network: {config: disabled}
+CFG
 printf '[Match]\nName=en* eth*\n\n[Network]\nDHCP=ipv4\n' >"$root/etc/systemd/network/10-wired.network"
 mkdir -p "$root/etc/systemd/system/multi-user.target.wants"
 ln -sf /lib/systemd/system/systemd-networkd.service \

@@ -4,8 +4,10 @@ classification of uploads, the bearer token, and the page in headless Chromium."
 import json
 import os
 import shutil
+import socket
 import struct
 import subprocess
+import threading
 import time
 import urllib.request
 import zlib
@@ -17,7 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge.errors import EXIT_CONFIG, EdgesightError
-from edge.publish.http import HttpServer
+from edge.publish.http import MAX_CONNECTIONS, HttpServer
 from edge.publish.jsonl import JsonlSink
 from edge.publish.settings import HttpSettings, OutputSettings
 from edge.publish.telemetry import Telemetry
@@ -208,6 +210,28 @@ def test_bearer_token_guards_data_but_not_the_page_or_healthz(tmp_path, monkeypa
         assert request(server.url + "/healthz")[0] == 503 and request(server.url + "/")[0] == 200
     finally:
         server.close()
+
+
+def test_a_flood_of_idle_connections_holds_at_most_max_connections_threads(live):
+    """Connections beyond the cap wait in the backlog, so the service's TasksMax= is never reached; the
+    server answers again as soon as the flood goes away."""
+    server, _, feed = live
+    feed("3")
+    host, port = server.url.removeprefix("http://").split(":")
+    before = threading.active_count()
+    flood = [socket.create_connection((host, int(port)), timeout=5) for _ in range(MAX_CONNECTIONS + 20)]
+    try:
+        wait_for(lambda: threading.active_count() >= before + MAX_CONNECTIONS, what="a thread per connection")
+        quiet_until = time.monotonic() + 0.5
+        while time.monotonic() < quiet_until:
+            assert threading.active_count() <= before + MAX_CONNECTIONS
+            time.sleep(0.02)
+    finally:
+        for connection in flood:
+            connection.close()
+    status, _, body = request(server.url + "/api/result")
+    assert status == 200 and json.loads(body)["label"] == "3"
+    wait_for(lambda: threading.active_count() <= before, what="the flood's threads to end")
 
 
 @pytest.mark.slow
