@@ -111,8 +111,9 @@ distclean: clean ## also remove the virtualenv
 	rm -rf $(VENV) build
 
 # On the Pi ------------------------------------------------------------------------------------------
-install: ## on the Pi: install the hardened systemd service (sudo make install; WHEELS=dir for offline)
-	$(SUDO) env PREFIX=$(PREFIX) WHEELS=$(WHEELS) CORAL=$(or $(CORAL),auto) bash deploy/install.sh
+install: ## on the Pi: install the hardened systemd service (sudo make install; WHEELS=dir offline; CORAL=yes)
+	$(SUDO) env PREFIX=$(PREFIX) WHEELS=$(WHEELS) CORAL=$(or $(CORAL),auto) SOCKET_BIND=$(or $(SOCKET_BIND),auto) \
+	  bash deploy/install.sh
 
 uninstall: ## on the Pi: remove the service, its user, config, bundles and virtualenv
 	$(SUDO) env PREFIX=$(PREFIX) bash deploy/uninstall.sh

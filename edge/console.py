@@ -43,6 +43,9 @@ def stderr_is_journal() -> bool:
 
 
 def setup_logging(level: str) -> None:
+    # OpenCV prints its own warnings to stderr (a camera unplugged mid-read, a node V4L2 cannot open);
+    # ours already say what happened, so its lines are library noise unless debugging. Read on its first log.
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "WARNING" if level == "debug" else "ERROR")
     handler = logging.StreamHandler(sys.stderr)
     if stderr_is_journal():
         handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))

@@ -5,6 +5,7 @@ default; with a bearer token every endpoint except ``/`` (a static page that ask
 ``/healthz`` (for probes) requires ``Authorization: Bearer <token>``.
 """
 
+import errno
 import hmac
 import json
 import logging
@@ -75,9 +76,11 @@ class HttpServer:
         try:
             self._server = _Server((settings.host, settings.port), _handler(self))
         except OSError as e:
+            fix = "pick another port or stop what uses it"
+            if e.errno == errno.EPERM:  # the unit's SocketBindAllow=, written for the port configured then
+                fix = "the service may listen only on the port install.sh found in the config: run sudo make install"
             raise EdgesightError(
-                f"[http] host/port: cannot listen on {settings.host}:{settings.port} ({e.strerror});"
-                " pick another port or stop what uses it",
+                f"[http] host/port: cannot listen on {settings.host}:{settings.port} ({e.strerror}); {fix}",
                 EXIT_CONFIG,
             ) from e
         self._thread: threading.Thread | None = None

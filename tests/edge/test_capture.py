@@ -2,6 +2,8 @@
 and picamera2 through a fake of its Picamera2 class (the only part that cannot exist here)."""
 
 import itertools
+import os
+import subprocess
 import sys
 import threading
 import time
@@ -189,6 +191,21 @@ def test_a_camera_node_that_appears_is_opened_at_once_not_after_the_backoff(tmp_
         stop.set()
         thread.join(10)
     assert not thread.is_alive()
+
+
+@pytest.mark.parametrize(("level", "shown"), [("info", False), ("debug", True)])
+def test_opencvs_own_warnings_only_at_log_level_debug(tmp_path, level, shown):
+    node = tmp_path / "video0"
+    node.write_bytes(b"")  # a node V4L2 cannot open: OpenCV warns on stderr besides our SourceLostError
+    code = (
+        f"from edge.console import setup_logging\nsetup_logging({level!r})\n"
+        "from edge.capture.opencv import CameraSource\n"
+        f"try:\n    CameraSource({str(node)!r}).open()\nexcept Exception as e:\n    print(e)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENCV_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert "cannot be opened" in result.stdout, result.stderr
+    assert ("[ WARN" in result.stderr) is shown, result.stderr
 
 
 def test_backoff_doubles_up_to_its_cap():
