@@ -81,18 +81,30 @@ for mnt in dev/pts dev proc sys; do umount -l "$root/$mnt"; done
 say "configuring: host name, disk, network (DHCP from qemu), user pi with sudo and an ssh key"
 echo edgesight-vm >"$root/etc/hostname"
 printf '127.0.0.1 localhost\n127.0.1.1 edgesight-vm\n' >"$root/etc/hosts"
-# The card's boot partition, as Raspberry Pi OS mounts it; only the first-boot test attaches one.
-printf '/dev/vda / ext4 rw,relatime 0 1\nLABEL=bootfs /boot/firmware vfat defaults,nofail,x-systemd.device-timeout=5s 0 0\n' \
-  >"$root/etc/fstab"
+echo '/dev/vda / ext4 rw,relatime 0 1' >"$root/etc/fstab"
+# The card's boot partition (FAT, label bootfs) at /boot/firmware, as Raspberry Pi OS mounts it. Only the
+# first-boot test attaches one, so it is mounted when it appears instead of being waited for at boot.
 mkdir -p "$root/boot/firmware"
+cat >"$root/etc/systemd/system/boot-firmware.mount" <<'UNIT'
+[Unit]
+Description=The card's boot partition
+[Mount]
+What=/dev/disk/by-label/bootfs
+Where=/boot/firmware
+Type=vfat
+[Install]
+WantedBy=dev-disk-by\x2dlabel-bootfs.device
+UNIT
+chroot "$root" systemctl enable boot-firmware.mount 2>/dev/null
 # cloud-init reads its NoCloud seed (user-data, meta-data) from that partition, as on Raspberry Pi OS;
-# the network is the image's own (networkd, DHCP), not cloud-init's.
+# the network is the image's own (networkd, DHCP), not cloud-init's; C.UTF-8 needs no locale-gen.
 cat >"$root/etc/cloud/cloud.cfg.d/99-edgesight-vm.cfg" <<'CFG'
 datasource_list: [NoCloud, None]
 datasource:
   NoCloud:
     fs_label: bootfs
 network: {config: disabled}
+locale: C.UTF-8
 CFG
 printf '[Match]\nName=en* eth*\n\n[Network]\nDHCP=ipv4\n' >"$root/etc/systemd/network/10-wired.network"
 mkdir -p "$root/etc/systemd/system/multi-user.target.wants"

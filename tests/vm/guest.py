@@ -61,8 +61,10 @@ def exposure(vm: Vm) -> float:
 
 
 def cgroup_memory(vm: Vm) -> dict[str, int]:
-    """The service's cgroup now: memory.current and memory.peak (bytes), and memory.events' counters."""
-    out = vm.ssh(f"cat {CGROUP}/memory.current {CGROUP}/memory.peak {CGROUP}/memory.events").stdout.split("\n")
-    current, peak, *events = out
-    counters = dict(line.split() for line in events if line.strip())
-    return {"current": int(current), "peak": int(peak), **{k: int(v) for k, v in counters.items()}}
+    """The service's cgroup now: memory.current and memory.peak (bytes), memory.events' counters (oom,
+    oom_kill ...) and memory.stat's anon and file (bytes: process memory, and page cache it read)."""
+    files = " ".join(f"{CGROUP}/memory.{name}" for name in ("current", "peak", "events", "stat"))
+    current, peak, *rest = vm.ssh(f"cat {files}").stdout.splitlines()
+    pairs = dict(line.split() for line in rest if line.strip())
+    wanted = ("low", "high", "max", "oom", "oom_kill", "anon", "file")
+    return {"current": int(current), "peak": int(peak), **{k: int(pairs[k]) for k in wanted}}
