@@ -27,7 +27,8 @@ from tests.conftest import ROOT, bundle_copy, wait_for
 from tests.vm.guest import BUNDLES, CACHE, cgroup_memory, exposure, journal, show, wheels
 from tests.vm.vm import Vm, cached_image
 
-pytestmark = pytest.mark.vm
+# Each step waits on its own deadlines; the first one may also build the image (half an hour on a busy machine).
+pytestmark = [pytest.mark.vm, pytest.mark.timeout(3600)]
 
 HTTP_PORT = 8080
 MEMORY_MB = 512  # a Raspberry Pi Zero 2 W

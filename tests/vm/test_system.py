@@ -26,7 +26,8 @@ from tests.conftest import ROOT, bundle_copy, wait_for
 from tests.vm.guest import BUNDLES, CACHE, checkout, epoch, exposure, journal, show, wheels
 from tests.vm.vm import Vm, cached_image
 
-pytestmark = pytest.mark.vm
+# Each step waits on its own deadlines; the first one may also build the image (half an hour on a busy machine).
+pytestmark = [pytest.mark.vm, pytest.mark.timeout(3600)]
 
 GUEST_SRC = "/home/pi/edgesight"
 RESULTS = "/var/log/edgesight/results.jsonl"
