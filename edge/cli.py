@@ -9,6 +9,7 @@ from pathlib import Path
 
 from edge import __version__
 from edge.classifier import load_classifier
+from edge.collect.commands import add_commands as add_teach_commands
 from edge.config import ModelConfig, load_config
 from edge.console import HelpFormatter, add_logging_flags, run_main, write_json_line
 from edge.errors import EXIT_DATA, EXIT_NO_INPUT, EXIT_OK, EXIT_UNAVAILABLE, EdgesightError
@@ -181,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     add_logging_flags(doctor)
     doctor.set_defaults(handler=_doctor)
+    add_teach_commands(commands)
     return parser
 
 

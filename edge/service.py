@@ -21,8 +21,9 @@ from edge.capture import CaptureThread, FrameMailbox, SourceEndedError, open_sou
 from edge.capture.base import Frame
 from edge.capture.thread import Backoff
 from edge.classifier import Classifier, load_classifier
-from edge.config import Config, SourceConfig, load_config
-from edge.dataloop import DataLoop
+from edge.collect.collector import Collector, Origin, Suggestion
+from edge.collect.inbox import Inbox
+from edge.config import CollectConfig, Config, SourceConfig, load_config, state_dir
 from edge.errors import EXIT_CONFIG, EdgesightError
 from edge.health import Health, HealthSnapshot
 from edge.publish.outputs import Outputs
@@ -69,7 +70,7 @@ class Live:
     config: Config
     classifier: Classifier
     results: ResultFilter
-    dataloop: DataLoop | None
+    dataloop: Collector | None
     capture: Capture
 
 
@@ -92,13 +93,24 @@ def load_model(config: Config, health: Health, telemetry: Telemetry) -> Classifi
 
 def start(config: Config, health: Health, telemetry: Telemetry) -> Live:
     classifier = load_model(config, health, telemetry)
+    capture = Capture(config.source, _model_size(classifier), health)
     return Live(
         config,
         classifier,
         ResultFilter(config.results, classifier.manifest.labels),
-        DataLoop(config.dataloop) if config.dataloop.dir else None,
-        Capture(config.source, _model_size(classifier), health),
+        _dataloop(config, capture, telemetry),
+        capture,
     )
+
+
+def _dataloop(config: Config, capture: Capture, telemetry: Telemetry) -> Collector | None:
+    """The data loop: frames worth relabelling into the inbox under the state directory."""
+    if config.dataloop is None:
+        return None
+    max_bytes = int((config.collect or CollectConfig()).max_mb * 1024 * 1024)
+    inbox = Inbox(state_dir(config) / "inbox", max_bytes)
+    origin = Origin(capture.source.description, config.source.roi, telemetry.device_id)
+    return Collector(inbox, origin, None, config.dataloop)
 
 
 def _model_size(classifier: Classifier) -> tuple[int, int]:
@@ -116,11 +128,12 @@ def reload_live(live: Live, config_path: Path, health: Health, telemetry: Teleme
     new = replace(live, config=config, classifier=classifier)
     if config.results != live.config.results or classifier.manifest.labels != live.classifier.manifest.labels:
         new.results = ResultFilter(config.results, classifier.manifest.labels)
-    if config.dataloop != live.config.dataloop:
-        new.dataloop = DataLoop(config.dataloop) if config.dataloop.dir else None
     if config.source != live.config.source or _model_size(classifier) != _model_size(live.classifier):
         live.capture.close()
         new.capture = Capture(config.source, _model_size(classifier), health)
+    teach = (config.dataloop, config.collect, config.source)
+    if teach != (live.config.dataloop, live.config.collect, live.config.source):
+        new.dataloop = _dataloop(config, new.capture, telemetry)
     for section in ("output", "mqtt", "http"):
         if getattr(config, section) != getattr(live.config, section):
             log.warning("[%s] changed: it takes effect when the service restarts", section)
@@ -213,8 +226,12 @@ def run(
             publisher.result(image, record)
             health.count(frames_classified=1)
             health.update(last_result=record, latency_ms=record["latency_ms"], frame_age_ms=record["frame_age_ms"])
-            if live.dataloop is not None and live.dataloop.offer(image, record, record["score"], changed):
-                health.update(dataloop_saved=live.dataloop.saved, dataloop_removed=live.dataloop.removed)
+            if live.dataloop is not None:
+                model = f"{live.classifier.manifest.name} {live.classifier.manifest.version}"
+                suggestion = Suggestion(tuple((lbl, s) for lbl, s in record["topk"]), model, changed)
+                if live.dataloop.offer(image, frame.ts, frame.index, suggestion):
+                    kept = sum(live.dataloop.counters.kept.values())
+                    health.update(dataloop_saved=kept, dataloop_removed=live.dataloop.inbox.evicted)
             now = time.monotonic()
             if not ready:
                 ready = True

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from edge.collect.api import MAX_BODY_BYTES, PREFIX, DatasetApi, Reply
 from edge.errors import EXIT_CONFIG, EdgesightError
 from edge.publish.secrets import read_secret
 from edge.publish.settings import HttpSettings, check
@@ -37,14 +38,22 @@ class HttpServer:
     the daemon loop does not use concurrently, or one guarded by the daemon's own lock.
     """
 
-    def __init__(self, settings: HttpSettings, telemetry: Telemetry, classify: Classify | None = None) -> None:
+    def __init__(
+        self,
+        settings: HttpSettings,
+        telemetry: Telemetry,
+        classify: Classify | None = None,
+        dataset: DatasetApi | None = None,
+    ) -> None:
         check(settings, "http")
         self.settings = settings
         self.telemetry = telemetry
         self.classify = classify
+        self.dataset = dataset
         self.classify_lock = threading.Lock()
         self.token = read_secret(settings.token_file, "http_token", "[http] token_file")
         self.page = resources.files("edge.publish").joinpath("page.html").read_bytes()
+        self.label_page = resources.files("edge.publish").joinpath("label.html").read_bytes()
         try:
             self._server = ThreadingHTTPServer((settings.host, settings.port), _handler(self))
         except OSError as e:
@@ -91,6 +100,10 @@ def _handler(app: HttpServer) -> type[BaseHTTPRequestHandler]:
             path = self.path.split("?", 1)[0]
             if path in ("/", "/index.html"):
                 return self._send(HTTPStatus.OK, app.page, "text/html; charset=utf-8")
+            if path == "/label":
+                return self._send(HTTPStatus.OK, app.label_page, "text/html; charset=utf-8")
+            if path == PREFIX or path.startswith(PREFIX + "/"):
+                return self._dataset("GET")
             if path == "/healthz":
                 health = app.telemetry.health(app.settings.stale_after_s)
                 status = HTTPStatus.OK if health.ok else HTTPStatus.SERVICE_UNAVAILABLE
@@ -109,6 +122,8 @@ def _handler(app: HttpServer) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             path = self.path.split("?", 1)[0]
+            if path == PREFIX or path.startswith(PREFIX + "/"):
+                return self._dataset("POST")
             if path != "/api/classify":
                 return self._error(HTTPStatus.NOT_FOUND, f"no such endpoint: {path}")
             if self._authorized():
@@ -160,6 +175,37 @@ def _handler(app: HttpServer) -> type[BaseHTTPRequestHandler]:
             except EdgesightError as e:  # the model could not take it: the client learns why, the server goes on
                 return self._error(HTTPStatus.UNPROCESSABLE_ENTITY, str(e))
             return self._json(HTTPStatus.OK, result)
+
+        def _dataset(self, method: str) -> None:
+            """The /api/dataset endpoints (edge.collect.api), behind the same token as the rest."""
+            if not self._authorized():
+                return None
+            if app.dataset is None:
+                return self._error(HTTPStatus.NOT_FOUND, "this daemon keeps no dataset (see [collect] in the README)")
+            body = b""
+            if method == "POST":
+                try:
+                    size = int(self.headers.get("Content-Length") or 0)
+                except ValueError:
+                    size = -1
+                if not 0 <= size <= MAX_BODY_BYTES:
+                    self.close_connection = True
+                    return self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"send at most {MAX_BODY_BYTES} bytes")
+                body = self.rfile.read(size)
+            reply: Reply = app.dataset.handle(method, self.path, body)
+            if reply.stream is None:
+                return self._send(reply.status, reply.body, reply.content_type)
+            self.send_response(reply.status)  # a stream: its length is where the connection closes
+            self.send_header("Content-Type", reply.content_type)
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.end_headers()
+            self.close_connection = True
+            try:
+                reply.stream(self.wfile)
+            except OSError as e:
+                log.warning("http: %s %s ended early (%s)", method, self.path.split("?", 1)[0], e)
+            return None
 
         def _authorized(self) -> bool:
             if app.authorized(self.headers.get("Authorization")):

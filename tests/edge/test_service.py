@@ -1,5 +1,6 @@
 """The daemon loop in-process, with the session's trained digits bundle and real sources."""
 
+import json
 import sys
 import threading
 import time
@@ -9,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.config import Config, DataLoopConfig, ModelConfig, ResultsConfig, SourceConfig
+from edge.config import CollectConfig, Config, DataLoopConfig, ModelConfig, ResultsConfig, SourceConfig
 from edge.errors import EXIT_CONFIG, EdgesightError
 from edge.health import Health
 from edge.service import run
@@ -134,7 +135,8 @@ def test_threshold_smoothing_and_data_loop(digits_bundle, digits_dir, tmp_path):
         source=SourceConfig(uri=str(digits_dir / "3")),
         model=ModelConfig(path=str(digits_bundle)),
         results=ResultsConfig(threshold=0.999, smoothing="majority", window=3, debounce=2),
-        dataloop=DataLoopConfig(dir=str(tmp_path / "loop"), below=1.0, min_interval_s=0, max_mb=0.1),
+        collect=CollectConfig(state_dir=str(tmp_path), max_mb=0.1, duplicate=0),
+        dataloop=DataLoopConfig(below=1.0, min_interval_s=0),
     )
     daemon = Daemon(cfg)
     daemon.thread.join(120)
@@ -144,9 +146,12 @@ def test_threshold_smoothing_and_data_loop(digits_bundle, digits_dir, tmp_path):
     assert all(r["label"] == "unknown" for r in results if r["score"] < 0.999)
     assert all(set(r["smoothed"]) == {"label", "score"} for r in results)
     assert results[0]["state"] is None and results[1]["state"] is not None  # debounce 2
-    saved = sorted((tmp_path / "loop").glob("*.json"))
+    saved = sorted((tmp_path / "inbox").glob("*.json"))
     assert saved and daemon.final.dataloop_saved >= len(saved)
-    assert sum(p.stat().st_size for p in (tmp_path / "loop").iterdir()) <= 0.1 * 1024 * 1024
+    assert sum(p.stat().st_size for p in (tmp_path / "inbox").iterdir()) <= 0.1 * 1024 * 1024
+    sidecar = json.loads(saved[0].read_text())
+    assert sidecar["reason"] in ("low", "state") and sidecar["suggestion"][0][0] == "3"
+    assert {p.stem for p in (tmp_path / "inbox").glob("*.jpg")} == {p.stem for p in saved}  # pairs, whole
 
 
 def test_roi_outside_the_frame_is_a_config_error(digits_bundle, car_video):
