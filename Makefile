@@ -19,6 +19,10 @@ BENCH_FLAGS ?=
 PREFIX ?= /opt/edgesight
 WHEELS ?=
 HOST ?=
+# make pull-data: edgesight and its config on the device (over ssh; HOST=local for this machine).
+REMOTE_EDGESIGHT ?= $(PREFIX)/venv/bin/edgesight
+REMOTE_CONFIG ?= /etc/edgesight/edgesight.toml
+PULL_FLAGS ?=
 BOOT ?=
 CONFIG ?=
 # Debian packages the tests drive for real: a MQTT broker, a headless browser, and cloud-init to
@@ -33,7 +37,7 @@ STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help venv demo train quantize baseline evaluate test test-debs system-test lint format clean distclean \
-	install uninstall deploy sdcard wheels
+	install uninstall deploy sdcard wheels pull-data
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -121,6 +125,12 @@ uninstall: ## on the Pi: remove the service, its user, config, bundles and virtu
 deploy: ## push BUNDLE to HOST=user@pi, switch, and roll back unless it comes up healthy
 	@[ -n "$(HOST)" ] || { echo "usage: make deploy HOST=pi@raspberrypi.local BUNDLE=bundles/photos"; exit 64; }
 	bash deploy/deploy.sh $(HOST) $(BUNDLE)
+
+pull-data: $(STAMP) ## merge the images labelled on HOST=user@pi (or http://pi:8080) into DATA=folder, by content hash
+	@[ -n "$(HOST)" ] && [ "$(DATA)" != data/digits ] || \
+	  { echo "usage: make pull-data HOST=pi@raspberrypi.local DATA=data/garage [PULL_FLAGS=--token-file=FILE]"; exit 64; }
+	$(BIN)/edgesight pull-data --from $(HOST) --into $(DATA) --remote-edgesight $(REMOTE_EDGESIGHT) \
+	  --remote-config $(REMOTE_CONFIG) $(PULL_FLAGS)
 
 wheels: $(STAMP) ## download what `make install` needs on a Pi into WHEELS=dir, for Pis without internet
 	@[ -n "$(WHEELS)" ] || { echo "usage: make wheels WHEELS=build/wheels [PLATFORM=aarch64|armv7l]"; exit 64; }

@@ -332,3 +332,19 @@ def digits_tflite(digits_run, digits_bundle, tmp_path_factory: pytest.TempPathFa
     for path in paths.values():
         shutil.copy(digits_bundle / "labels.txt", path.with_name("labels.txt"))
     return paths
+
+
+@pytest.fixture
+def devices(tmp_path: Path):
+    """A factory: ``make(name, {class: count}, seed)`` serves a device's labelled dataset on 127.0.0.1."""
+    from tests.devices import Device
+
+    made: list[Device] = []
+
+    def make(name: str, labelled: dict[str, int], seed: int = 0) -> Device:
+        made.append(Device(tmp_path / name, name, labelled, seed))
+        return made[-1]
+
+    yield make
+    for device in made:
+        device.close()

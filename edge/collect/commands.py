@@ -1,6 +1,7 @@
 """The teach loop's commands: ``edgesight pull-data`` (workstation) and ``edgesight dataset-export`` (device)."""
 
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -20,6 +21,9 @@ log = logging.getLogger("edgesight")
 def pull_data(args: argparse.Namespace) -> int:
     into: Path = args.into
     have = local_hashes(into)
+    if args.print_have:
+        print(json.dumps({"have": sorted(have)}))
+        return EXIT_OK
     if args.tar is not None:
         origin = args.device or args.tar.name
         try:
@@ -87,6 +91,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     source = pull.add_mutually_exclusive_group(required=True)
     source.add_argument("--from", dest="origin", metavar="HOST_OR_URL", help="user@host (ssh), local, or http(s)://")
     source.add_argument("--tar", type=Path, help="merge this export file instead of fetching one")
+    source.add_argument(
+        "--print-have",
+        action="store_true",
+        help='print the folder\'s {"have": [sha256, ...]}, to fetch by other means',
+    )
     pull.add_argument("--into", type=Path, required=True, metavar="DATA_DIR", help="the folder of class folders")
     pull.add_argument("--device", help="the name recorded as where the images came from (default: --from)")
     pull.add_argument("--token-file", type=Path, help="the daemon's bearer token, for an http(s):// URL")

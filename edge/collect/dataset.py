@@ -24,6 +24,7 @@ from edge.collect.sample import Sample
 log = logging.getLogger(__name__)
 
 PROVENANCE = "provenance.jsonl"
+INDEX = "index.json"  # in an export: sha256 → class of every image on the device, sent or not
 IMAGE_NAME = re.compile(r"^[0-9a-f]{64}\.jpg$")
 CLASS_NAME = re.compile(r"^[^\W_][\w .-]{0,63}$")
 # train/val/test folders would make training read the folder as a split; "unknown" is the daemon's
@@ -143,9 +144,11 @@ class Dataset:
 
     def export(self, out: IO[bytes], have: frozenset[str] = frozenset()) -> int:
         """Write an uncompressed tar stream (JPEGs do not compress) of every image whose sha256 is not in
-        ``have``, as ``<class>/<sha256>.jpg``, after a ``provenance.jsonl`` of their latest label entries.
+        ``have``, as ``<class>/<sha256>.jpg``, after ``index.json`` (every image's class, so the caller sees
+        labels that differ from its own) and a ``provenance.jsonl`` of their latest label entries.
         Returns the number of images written."""
-        wanted = {sha: label for sha, label in self.hashes().items() if sha not in have}
+        index = self.hashes()
+        wanted = {sha: label for sha, label in index.items() if sha not in have}
         latest: dict[str, dict[str, Any]] = {}
         for entry in self.provenance():
             if entry.get("action") == "label" and entry.get("sha256") in wanted:
@@ -156,6 +159,7 @@ class Dataset:
             lines.append(json.dumps(entry | {"label": label, "path": f"{label}/{sha}.jpg"}, separators=(",", ":")))
         written = 0
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            _add(tar, INDEX, json.dumps(index, separators=(",", ":"), sort_keys=True).encode())
             _add(tar, PROVENANCE, "".join(line + "\n" for line in lines).encode())
             for sha, label in sorted(wanted.items(), key=lambda kv: (kv[1], kv[0])):
                 data = self.read(label, sha)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from edge.collect.dataset import Dataset
+from edge.collect.dataset import Dataset, class_problem
 from edge.collect.inbox import Inbox
 from edge.collect.sample import Sample
 
@@ -54,6 +54,9 @@ class Labelling:
     def label(self, ids: list[str], label: str) -> int:
         """Move inbox items into ``label``; returns how many moved (ids no longer in the inbox are skipped).
         Raises ValueError for a bad class name."""
+        problem = class_problem(label)
+        if problem:
+            raise ValueError(problem)
         with self.lock:
             moved = []
             for key in ids:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from edge.collect.dataset import IMAGE_NAME, PROVENANCE, class_problem, now_iso
+from edge.collect.dataset import IMAGE_NAME, INDEX, PROVENANCE, class_problem, now_iso
 from edge.collect.durable import append_line, fsync_folder, remove_temp_files, write_atomic
 from edge.errors import EXIT_CONFIG, EXIT_DATA, EXIT_UNAVAILABLE, EdgesightError
 from edge.images import image_files
@@ -87,12 +87,15 @@ def merge(stream: IO[bytes], into: Path, origin: str, have: dict[str, str] | Non
         remove_temp_files(folder)
     provenance: dict[str, dict[str, Any]] = {}
     added: dict[str, list[str]] = {}
-    present, conflicts, rejected = 0, [], []
+    present, conflicts, rejected = 0, set(), []
     try:
         with tarfile.open(fileobj=stream, mode="r|") as tar:
             for member in tar:
-                if member.name == PROVENANCE and member.isfile() and member.size <= MAX_MEMBER_BYTES:
-                    provenance = _provenance(_read(tar, member))
+                if member.name in (INDEX, PROVENANCE) and member.isfile() and member.size <= MAX_MEMBER_BYTES:
+                    if member.name == PROVENANCE:
+                        provenance = _provenance(_read(tar, member))
+                    else:
+                        conflicts |= _conflicts(_read(tar, member), have)
                     continue
                 label, _, name = member.name.partition("/")
                 usable = member.isfile() and member.size <= MAX_MEMBER_BYTES and IMAGE_NAME.match(name)
@@ -109,7 +112,7 @@ def merge(stream: IO[bytes], into: Path, origin: str, have: dict[str, str] | Non
                 if sha in have:
                     present += 1
                     if have[sha] != label:
-                        conflicts.append(f"{sha}: here {have[sha]}, there {label}")
+                        conflicts.add(f"{sha}: here {have[sha]}, there {label}")
                     continue
                 (into / label).mkdir(exist_ok=True)
                 write_atomic(into / label / name, data, sync_folder=False)
@@ -123,12 +126,23 @@ def merge(stream: IO[bytes], into: Path, origin: str, have: dict[str, str] | Non
         _record(into, origin, [sha for shas in added.values() for sha in shas], provenance)
     for name in rejected:
         log.warning("%s: %s refused (not <class>/<sha256>.jpg, or its content does not match its name)", origin, name)
-    return Merged({k: len(v) for k, v in added.items()}, present, tuple(conflicts), tuple(rejected))
+    return Merged({k: len(v) for k, v in added.items()}, present, tuple(sorted(conflicts)), tuple(rejected))
 
 
 def _read(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
     handle = tar.extractfile(member)
     return handle.read() if handle is not None else b""
+
+
+def _conflicts(data: bytes, have: dict[str, str]) -> set[str]:
+    """Images both sides have under different classes, from the device's index."""
+    try:
+        index = json.loads(data)
+    except ValueError:
+        return set()
+    if not isinstance(index, dict):
+        return set()
+    return {f"{sha}: here {have[sha]}, there {label}" for sha, label in index.items() if have.get(sha, label) != label}
 
 
 def _provenance(data: bytes) -> dict[str, dict[str, Any]]:
@@ -190,9 +204,11 @@ def fetch(
         process.stdout.close()
         code = process.wait()
         reader.join()
+    lines = b"".join(errors).decode(errors="replace").strip().splitlines()
     if code != 0:
-        lines = b"".join(errors).decode(errors="replace").strip().splitlines()
         raise EdgesightError(f"{origin}: the export failed: {lines[-1] if lines else f'exit {code}'}", EXIT_UNAVAILABLE)
+    for line in lines:
+        log.info("%s says: %s", origin, line)
 
 
 @contextlib.contextmanager
