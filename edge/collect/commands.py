@@ -8,6 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from edge.collect.client import local_daemon
 from edge.collect.dataset import Dataset
 from edge.collect.pull import REMOTE_CONFIG, REMOTE_EDGESIGHT, fetch, local_hashes, merge, read_have
 from edge.config import load_config, state_dir
@@ -56,12 +57,11 @@ def dataset_export(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     have = frozenset() if sys.stdin.isatty() else read_have(sys.stdin.buffer)
     out = sys.stdout.buffer
-    if config.http is not None:
-        http = config.http
-        host = "127.0.0.1" if http.host in ("", "0.0.0.0", "::") else http.host
-        token = read_secret(http.token_file, "http_token", "[http] token_file")
+    daemon = local_daemon(config)
+    if daemon is not None:
+        url, token = daemon
         try:
-            with fetch(f"http://{host}:{http.port}", sorted(have), token=token) as stream:
+            with fetch(url, sorted(have), token=token) as stream:
                 shutil.copyfileobj(stream, out)
             out.flush()
             return EXIT_OK

@@ -18,13 +18,12 @@ import shlex
 import subprocess
 import tarfile
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from edge.collect.client import post
 from edge.collect.dataset import IMAGE_NAME, INDEX, PROVENANCE, class_problem, now_iso
 from edge.collect.durable import append_line, fsync_folder, remove_temp_files, write_atomic
 from edge.errors import EXIT_CONFIG, EXIT_DATA, EXIT_UNAVAILABLE, EdgesightError
@@ -181,11 +180,11 @@ def fetch(
 ) -> Iterator[IO[bytes]]:
     """The device's export as a byte stream: from an http(s):// URL, from ``local`` (this machine, as
     deploy.sh's HOST=local), or over ssh from ``user@host`` (sudo there, as deploy.sh)."""
-    body = json.dumps({"have": have}).encode()
     if origin.startswith(("http://", "https://")):
-        with _http_export(origin, body, token, timeout_s) as response:
+        with post(origin, "/api/dataset/export", {"have": have}, token, timeout_s) as response:
             yield response
         return
+    body = json.dumps({"have": have}).encode()
     command = [remote_edgesight, "dataset-export", "--config", remote_config]
     if origin != "local":
         command = [*shlex.split(ssh), "-o", "BatchMode=yes", origin, "sudo", "-n", *map(shlex.quote, command)]
@@ -209,22 +208,6 @@ def fetch(
         raise EdgesightError(f"{origin}: the export failed: {lines[-1] if lines else f'exit {code}'}", EXIT_UNAVAILABLE)
     for line in lines:
         log.info("%s says: %s", origin, line)
-
-
-@contextlib.contextmanager
-def _http_export(url: str, body: bytes, token: str | None, timeout_s: float) -> Iterator[IO[bytes]]:
-    headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {token}"} if token else {})
-    request = urllib.request.Request(url.rstrip("/") + "/api/dataset/export", body, headers, method="POST")
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout_s)
-    except urllib.error.HTTPError as e:
-        hint = "; give the daemon's token with --token-file" if e.code == 401 else ""
-        raise EdgesightError(f"{url}: the export was refused: HTTP {e.code} {e.reason}{hint}", EXIT_CONFIG) from e
-    except (urllib.error.URLError, OSError) as e:
-        reason = getattr(e, "reason", e)
-        raise EdgesightError(f"{url}: cannot reach the daemon ({reason})", EXIT_UNAVAILABLE) from e
-    with response:
-        yield response
 
 
 def read_have(stream: IO[bytes]) -> frozenset[str]:
