@@ -1,4 +1,4 @@
-"""The teach loop's commands: ``edgesight pull-data`` (workstation) and ``edgesight dataset-export`` (device)."""
+"""The teach loop's commands: ``edgesight collect`` and ``dataset-export`` (device), ``pull-data`` (workstation)."""
 
 import argparse
 import json
@@ -6,13 +6,16 @@ import logging
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from edge.collect.client import local_daemon
+from edge.collect.burst import Kept
+from edge.collect.client import local_daemon, post
 from edge.collect.dataset import Dataset
 from edge.collect.pull import REMOTE_CONFIG, REMOTE_EDGESIGHT, fetch, local_hashes, merge, read_have
 from edge.config import load_config, state_dir
-from edge.console import HelpFormatter, add_logging_flags
+from edge.console import HelpFormatter, add_logging_flags, write_json_line
 from edge.errors import EXIT_NO_INPUT, EXIT_OK, EXIT_UNAVAILABLE, EdgesightError
 from edge.publish.secrets import read_secret
 
@@ -74,7 +77,72 @@ def dataset_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def collect(args: argparse.Namespace) -> int:
+    if args.label is None:
+        from edge.cli import run_daemon
+
+        return run_daemon(args.config, collect_only=True)
+    config = load_config(args.config)
+    daemon = local_daemon(config)
+    if daemon is not None:
+        try:
+            return burst_via_daemon(*daemon, args.label, args.count, args.interval)
+        except EdgesightError as e:
+            if e.exit_code != EXIT_UNAVAILABLE:
+                raise
+            log.info("%s; capturing from %s here", e, config.source.uri)
+    from edge.collect.standalone import burst_here
+
+    kept = burst_here(config, args.label, args.count, args.interval, report)
+    return _summary(args.label, args.count, len(kept), sum(k.new for k in kept))
+
+
+def burst_via_daemon(url: str, token: str | None, label: str, count: int, interval_s: float) -> int:
+    """The running daemon holds the camera: it keeps the frames, this command reports them."""
+    document = {"label": label, "count": count, "interval_s": interval_s}
+    log.info("the daemon at %s captures %d frame(s) into %s", url, count, label)
+    with post(url, "/api/dataset/capture", document, token, timeout_s=interval_s + 30) as stream:
+        for line in stream:
+            answer = json.loads(line)
+            if answer.get("done"):
+                return _summary(label, count, answer["kept"], answer["new"])
+            report(Kept(answer["number"], answer["sha256"], answer["new"]), label, count)
+    raise EdgesightError(f"{url}: the burst ended without its summary; see the daemon's log", EXIT_UNAVAILABLE)
+
+
+def report(kept: Kept, label: str, count: int) -> None:
+    write_json_line({"label": label, "number": kept.number, "sha256": kept.sha256, "new": kept.new}, sys.stdout)
+    log.info("%s: %d/%d", label, kept.number, count)
+
+
+def _summary(label: str, count: int, kept: int, new: int) -> int:
+    print(f"{label}: {kept} of {count} frame(s) kept, {new} new", file=sys.stderr)
+    if kept < count:
+        raise EdgesightError(f"the source stopped delivering frames after {kept} of {count}", EXIT_UNAVAILABLE)
+    return EXIT_OK
+
+
 def add_commands(commands: argparse._SubParsersAction) -> None:
+    collect_parser = commands.add_parser(
+        "collect",
+        help="collect frames for labelling, or capture a burst straight into a class",
+        description="Without --label: run the daemon in collecting mode ([model] optional, even when set): frames\n"
+        "after the roi crop go into the inbox under [collect] state_dir at its interval and on scene changes,\n"
+        "near-copies skipped; label them on the /label page of [http].\n"
+        "With --label: keep --count frames, one per --interval seconds, straight into dataset/<label>/, like\n"
+        "holding a record button. When the daemon runs (it holds the camera), it is asked to do it over its\n"
+        "[http] API with the config's token; otherwise the source is opened here.",
+        epilog="examples:\n  edgesight collect --config edgesight.toml\n"
+        "  edgesight collect --config /etc/edgesight/edgesight.toml --label open --count 50 --interval 0.5",
+        formatter_class=HelpFormatter,
+    )
+    collect_parser.add_argument("--config", required=True, type=Path, help="TOML config file")
+    collect_parser.add_argument("--label", help="the class to capture a burst into")
+    collect_parser.add_argument("--count", type=_positive(int), default=20, help="frames in the burst")
+    collect_parser.add_argument("--interval", type=_positive(float), default=0.5, help="seconds between frames")
+    add_logging_flags(collect_parser)
+    collect_parser.set_defaults(handler=collect)
+
     pull = commands.add_parser(
         "pull-data",
         help="merge a device's labelled images into a folder here (idempotent by content hash)",
@@ -116,3 +184,16 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--config", required=True, type=Path, help="the daemon's TOML config file")
     add_logging_flags(export)
     export.set_defaults(handler=dataset_export)
+
+
+def _positive(kind: type) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from e
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive (got {text})")
+        return value
+
+    return parse
