@@ -107,10 +107,10 @@ def _dataloop(config: Config, capture: Capture, telemetry: Telemetry) -> Collect
     """The data loop: frames worth relabelling into the inbox under the state directory."""
     if config.dataloop is None:
         return None
-    max_bytes = int((config.collect or CollectConfig()).max_mb * 1024 * 1024)
-    inbox = Inbox(state_dir(config) / "inbox", max_bytes)
+    collect = config.collect or CollectConfig()
+    inbox = Inbox(state_dir(config) / "inbox", int(collect.max_mb * 1024 * 1024))
     origin = Origin(capture.source.description, config.source.roi, telemetry.device_id)
-    return Collector(inbox, origin, None, config.dataloop)
+    return Collector(inbox, origin, collect, config.dataloop, scene=False)
 
 
 def _model_size(classifier: Classifier) -> tuple[int, int]:

@@ -217,8 +217,9 @@ class DatasetApi:
         return Reply(HTTPStatus.OK, content_type="application/x-tar", stream=lambda out: self._write_export(out, have))
 
     def _write_export(self, out: IO[bytes], have: frozenset[str]) -> None:
-        with self.labelling.lock:  # a consistent copy: no label or undo moves files under it
-            self.labelling.dataset.export(out, have)
+        # Not under the labelling lock: a slow network would hold up the page; images labelled or
+        # undone while the stream runs are simply in it or not.
+        self.labelling.dataset.export(out, have)
 
 
 def _least_confident_first(item: Item) -> tuple[float, str]:

@@ -45,18 +45,23 @@ class CollectCounters:
 
 
 class Collector:
-    """Offered every frame; keeps the ones worth labelling in ``inbox``. One thread calls ``offer``."""
+    """Offered every frame; keeps the ones worth labelling in ``inbox``. One thread calls ``offer``.
+
+    ``scene``: keep frames at ``collect.interval_s`` and on scene changes; without it only the data loop's
+    frames are kept. ``collect`` always sets the near-copy threshold and the JPEG quality."""
 
     def __init__(
         self,
         inbox: Inbox,
         origin: Origin,
-        collect: CollectConfig | None,
+        collect: CollectConfig,
         dataloop: DataLoopConfig | None = None,
+        *,
+        scene: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.inbox, self.origin, self.collect, self.dataloop = inbox, origin, collect, dataloop
-        self.clock = clock
+        self.scene, self.clock = scene, clock
         self.counters = CollectCounters()
         self._recent = RecentFrames()
         self._next_interval = self._next_change_check = 0.0
@@ -71,14 +76,13 @@ class Collector:
         if not reasons and not look:
             return None
         thumb = thumbnail(image)
-        if look and self.collect and self._recent.since_last(thumb) >= self.collect.change:
+        if look and self._recent.since_last(thumb) >= self.collect.change:
             reasons.append("change")
         if not reasons:
             return None
-        if "interval" in reasons and self.collect:
+        if "interval" in reasons:
             self._next_interval = now + self.collect.interval_s
-        duplicate = self.collect.duplicate if self.collect else 0.0
-        if self._recent.nearest(thumb) < duplicate:
+        if self._recent.nearest(thumb) < self.collect.duplicate:
             self.counters.duplicates += 1
             return None
         reason = next(r for r in ("state", "low", "interval", "change") if r in reasons)
@@ -100,7 +104,7 @@ class Collector:
             elif suggestion.topk[0][1] < dataloop.below:
                 reasons.append("low")
         collect = self.collect
-        if collect is not None and now - self._last_kept >= collect.min_interval_s:
+        if self.scene and now - self._last_kept >= collect.min_interval_s:
             if collect.interval_s and now >= self._next_interval:
                 reasons.append("interval")
             if collect.on_change and now >= self._next_change_check:
@@ -111,8 +115,7 @@ class Collector:
     def _keep(
         self, image: np.ndarray, captured: float, frame: int, reason: str, suggestion: Suggestion | None
     ) -> Item | None:
-        quality = self.collect.jpeg_quality if self.collect else 90
-        ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.collect.jpeg_quality])
         sample = Sample(
             captured=captured,
             reason=reason,

@@ -26,7 +26,8 @@ def collector(tmp_path, collect=None, dataloop=None, cap=50_000_000):
     clock = Clock()
     inbox = Inbox(tmp_path / "inbox", cap)
     origin = Origin(source="MJPEG http://127.0.0.1/x", roi=(0, 0, 320, 240), device="pi-test")
-    return Collector(inbox, origin, collect, dataloop, clock=clock), clock
+    scene = collect is not None
+    return Collector(inbox, origin, collect or CollectConfig(), dataloop, scene=scene, clock=clock), clock
 
 
 def test_thumbnails_see_the_door_but_not_the_noise():
@@ -93,7 +94,7 @@ def test_data_loop_frames_carry_the_models_top_k_and_the_cap_holds_with_whole_pa
     assert newest.sample.suggestion == (("open", 0.4), ("closed", 0.35)) and newest.sample.model == "garage 1.0.0"
 
 
-def test_without_a_collect_section_the_data_loop_alone_keeps_frames(tmp_path):
+def test_without_a_collect_section_the_data_loop_alone_keeps_frames_and_skips_copies(tmp_path):
     collect, clock = collector(tmp_path, None, DataLoopConfig(below=0.5, min_interval_s=10))
     confident = Suggestion((("closed", 0.95),), "garage 1")
     unsure = Suggestion((("closed", 0.3),), "garage 1")
@@ -102,3 +103,6 @@ def test_without_a_collect_section_the_data_loop_alone_keeps_frames(tmp_path):
     assert collect.offer(garage("closed", 2), 3.0, 2, unsure).sample.reason == "low"
     clock.now += 5
     assert collect.offer(garage("open", 3), 4.0, 3, unsure) is None  # the data loop's min_interval_s
+    clock.now += 10
+    assert collect.offer(garage("closed", 4), 5.0, 4, unsure) is None  # a model unsure of a static scene
+    assert collect.counters.duplicates == 1 and len(collect.inbox) == 1
