@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, ROOT
+from tests.helpers import BIN, ROOT
 
 PLAYBOOK = ROOT / "deploy" / "ansible" / "deploy-bundle.yml"
 INVENTORY = ROOT / "deploy" / "ansible" / "inventory.example.ini"

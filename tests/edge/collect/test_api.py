@@ -18,7 +18,7 @@ from edge.collect.sample import Sample
 from edge.publish.http import HttpServer
 from edge.publish.settings import HttpSettings
 from edge.publish.telemetry import Telemetry
-from tests.scenes import garage, jpeg
+from tests.helpers import garage, jpeg
 
 TOKEN = "s3cret-token"
 

@@ -9,7 +9,7 @@ from edge.collect.collector import Collector, Origin, Suggestion
 from edge.collect.inbox import Inbox
 from edge.collect.scene import difference, thumbnail
 from edge.config import CollectConfig, DataLoopConfig
-from tests.scenes import garage
+from tests.helpers import garage
 
 
 class Clock:

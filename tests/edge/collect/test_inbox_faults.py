@@ -12,7 +12,7 @@ import time
 import pytest
 
 from edge.collect.inbox import Inbox
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 pytestmark = pytest.mark.system
 

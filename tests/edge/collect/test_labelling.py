@@ -10,7 +10,7 @@ import pytest
 from edge.collect.dataset import Dataset, class_problem
 from edge.collect.labelling import Labelling
 from edge.collect.sample import Sample
-from tests.scenes import garage, jpeg
+from tests.helpers import garage, jpeg
 
 
 def sample(n: int, suggestion=(("open", 0.4), ("closed", 0.3))) -> Sample:

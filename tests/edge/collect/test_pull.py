@@ -12,8 +12,7 @@ import pytest
 
 from edge.collect.pull import local_hashes, merge
 from edge.collect.sample import Sample
-from tests.conftest import BIN, ROOT, assert_one_line_error, run_cli
-from tests.scenes import garage, jpeg
+from tests.helpers import BIN, ROOT, assert_one_line_error, garage, jpeg, run_cli
 
 pytestmark = pytest.mark.slow
 

@@ -12,8 +12,8 @@ from edge.collect.sample import Sample
 from edge.publish.http import HttpServer
 from edge.publish.settings import HttpSettings
 from edge.publish.telemetry import Telemetry
-from tests.browser import Browser
-from tests.scenes import garage, jpeg
+from tests.helpers import garage, jpeg
+from tests.parts import Browser
 
 pytestmark = [pytest.mark.slow, pytest.mark.system]
 
