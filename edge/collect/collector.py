@@ -76,7 +76,9 @@ class Collector:
         if not reasons and not look:
             return None
         thumb = thumbnail(image)
-        if look and self._recent.since_last(thumb) >= self.collect.change:
+        # The first frame is a change only when nothing else keeps it: there is no scene before it.
+        first = not self._recent and self.collect.interval_s > 0
+        if look and not first and self._recent.since_last(thumb) >= self.collect.change:
             reasons.append("change")
         if not reasons:
             return None
@@ -85,7 +87,7 @@ class Collector:
         if self._recent.nearest(thumb) < self.collect.duplicate:
             self.counters.duplicates += 1
             return None
-        reason = next(r for r in ("state", "low", "interval", "change") if r in reasons)
+        reason = next(r for r in ("state", "low", "change", "interval") if r in reasons)
         item = self._keep(image, captured, frame, reason, suggestion)
         if item is not None:
             self._recent.add(thumb)

@@ -38,6 +38,9 @@ class RecentFrames:
     def __init__(self, keep: int = 64) -> None:
         self._thumbnails: deque[np.ndarray] = deque(maxlen=keep)
 
+    def __len__(self) -> int:
+        return len(self._thumbnails)
+
     def nearest(self, thumb: np.ndarray) -> float:
         """The smallest difference to a kept frame; infinite when none is kept."""
         return min((difference(thumb, kept) for kept in self._thumbnails), default=float("inf"))
