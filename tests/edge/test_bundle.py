@@ -71,7 +71,7 @@ def test_rewriting_a_bundle_replaces_it_whole(tmp_path):
         (lambda d: d["input"].update(dtype="float16"), "input.dtype must be one of int8, uint8, float32"),
         (lambda d: d["input"].update(zero_point="0"), "input.zero_point must be an integer"),
         (lambda d: d.update(labels=[]), "labels must be a non-empty list"),
-        (lambda d: d.update(scores="odds"), "scores must be one of probabilities, logits"),
+        (lambda d: d.update(scores="odds"), "scores must be one of probabilities, logits, auto"),
         (lambda d: d.update(schema_version=SCHEMA_VERSION + 1), "newer than this edgesight reads"),
         (lambda d: d["golden"][0].pop("label"), "golden[0].label is missing"),
     ],
