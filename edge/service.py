@@ -48,7 +48,7 @@ class Live:
     dataloop: DataLoop | None
     capture: Capture
 
-    def publish(self, state: LiveState) -> None:
+    def report_to(self, state: LiveState) -> None:
         """Tell the live state what is live now."""
         state.set_model(self.model)
         state.set_dataloop(self.dataloop)
@@ -84,7 +84,7 @@ def start(config: Config, state: LiveState) -> Live:
         DataLoop(config.dataloop) if config.dataloop.dir else None,
         _capture(source, config.source, state),
     )
-    live.publish(state)
+    live.report_to(state)
     return live
 
 
@@ -117,7 +117,7 @@ def reload_live(live: Live, config_path: Path, state: LiveState) -> Live:
     for section in ("output", "mqtt", "http"):
         if getattr(config, section) != getattr(live.config, section):
             log.warning("[%s] changed: it takes effect when the service restarts", section)
-    new.publish(state)
+    new.report_to(state)
     return new
 
 
