@@ -9,7 +9,7 @@ from edge.publish.jsonl import JsonlSink
 from edge.publish.settings import OutputSettings
 from edge.result import Result
 from edge.state import FRAME_AGE_BUCKETS, LATENCY_BUCKETS, LiveState, ModelInfo
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 
 
 def result(label: str, frame: int = 0, latency_ms: float = 2.0, frame_age_ms: float = 5.0) -> Result:

@@ -23,7 +23,7 @@ from edge.publish.jsonl import JsonlSink
 from edge.publish.settings import HttpSettings, OutputSettings
 from edge.result import Result
 from edge.state import LiveState, ModelInfo
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 
 
 def request(url: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, dict, bytes]:

@@ -12,7 +12,7 @@ from edge.publish.outputs import Outputs
 from edge.publish.settings import HttpSettings, MqttSettings, OutputSettings
 from edge.result import Result
 from edge.state import LiveState
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 
 
 @pytest.mark.system
