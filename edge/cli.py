@@ -54,10 +54,15 @@ def _expand(arguments: list[str]) -> list[Path]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    return run_daemon(args.config)
+
+
+def run_daemon(config_path: Path, collect: bool = False) -> int:
+    """The daemon until SIGINT or SIGTERM; SIGHUP reloads. ``collect``: `edgesight collect`."""
     from edge.service import run
     from edge.systemd import Notifier
 
-    config = load_config(args.config)
+    config = load_config(config_path)
     stop, reload = threading.Event(), threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -73,7 +78,7 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGHUP, request_reload)
     notifier = Notifier()
     try:
-        run(config, stop, notifier=notifier, reload=reload, config_path=args.config)
+        run(config, stop, notifier=notifier, reload=reload, config_path=config_path, collect=collect)
     finally:
         notifier.close()
     return EXIT_OK
@@ -81,8 +86,13 @@ def _run(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from edge.capture import open_source
+    from edge.collect.daemon import COLLECT_SIZE, model_wanted
 
     config = load_config(args.config)
+    if config.model is None or not model_wanted(config, collect=False):
+        source = open_source(config.source, COLLECT_SIZE)
+        print(f"{args.config}: ok: no model, collecting for labelling; source {source.description}")
+        return EXIT_OK
     classifier = load_classifier(config.model)
     checked = classifier.golden_check()
     spec = classifier.manifest.preprocess
@@ -97,8 +107,9 @@ def _doctor(args: argparse.Namespace) -> int:
     model, options = args.model, {}
     if args.config is not None:
         config = load_config(args.config)
-        model = config.model.path
-        options = {k: getattr(config.model, k) for k in ("threads", "delegate", "labels", "mean", "std")}
+        if config.model is not None:
+            model = config.model.path
+            options = {k: getattr(config.model, k) for k in ("threads", "delegate", "labels", "mean", "std")}
     checks = diagnose(str(model) if model else None, options)
     if args.json:
         write_json_line({"checks": [c.to_json() for c in checks]}, sys.stdout)

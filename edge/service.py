@@ -5,6 +5,10 @@ Results go to the configured outputs (JSON lines, MQTT, HTTP) and to ``emit`` wh
 hears READY=1 once the model passed its golden check and the first frame is classified, WATCHDOG=1
 only while frames are classified, and STATUS= lines. The ``reload`` event (SIGHUP) re-reads the
 config and swaps the model only after the new bundle passed every check in a child process.
+
+Without a model (none configured, none deployed yet, or `edgesight collect`) the daemon collects:
+every frame is offered to the teach loop's collector (``edge.collect``) instead of being classified,
+and READY and the watchdog follow the frames taken.
 """
 
 import logging
@@ -13,191 +17,192 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from edge.capture import CaptureThread, FrameMailbox, SourceEndedError, open_source
-from edge.capture.base import Frame
-from edge.capture.thread import Backoff
+from edge.capture import Backoff, Capture, Frame, Source, SourceEndedError, open_source
 from edge.classifier import Classifier, load_classifier
-from edge.collect.collector import Collector, Origin, Suggestion
-from edge.collect.inbox import Inbox
-from edge.config import CollectConfig, Config, SourceConfig, load_config, state_dir
+from edge.collect.burst import LiveFrame
+from edge.collect.collector import Origin, Suggestion
+from edge.collect.daemon import (
+    COLLECT_MAX_FPS,
+    COLLECT_SIZE,
+    Teach,
+    make_collector,
+    model_wanted,
+    open_teach,
+    scene_collecting,
+    store_settings,
+)
+from edge.config import CollectConfig, Config, SourceConfig, load_config
 from edge.errors import EXIT_CONFIG, EdgesightError
-from edge.health import Health, HealthSnapshot
+from edge.postprocess import Classification
 from edge.publish.outputs import Outputs
 from edge.publish.settings import default_device_id
-from edge.publish.telemetry import Telemetry
-from edge.results import ResultFilter, thresholded
+from edge.result import Result, Smoothed
+from edge.smoothing import ResultFilter
+from edge.state import LiveState, ModelInfo, Snapshot
 from edge.systemd import Notifier
 from edge.verify import verify_in_child
 
 log = logging.getLogger(__name__)
 
 TAKE_TIMEOUT_S = 0.5  # how often the loop wakes without frames, to notice stop and reload requests
-JOIN_TIMEOUT_S = 10.0  # a capture thread stuck in a driver call is abandoned (it is a daemon thread)
 HEALTH_LOG_INTERVAL_S = 60.0  # a line of counters in the log, so a journal shows how the daemon fares
 STATUS_INTERVAL_S = 5.0  # how often systemd's STATUS= line is refreshed
 
 
-class Capture:
-    """A source's capture thread and the mailbox it fills, started and stopped together."""
-
-    def __init__(self, config: SourceConfig, model_size: tuple[int, int], health: Health) -> None:
-        self.source = open_source(config, model_size)
-        self.mailbox = FrameMailbox()
-        self._stop = threading.Event()  # its own: it ends when the loop ends, by signal, end, error or reload
-        backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
-        self.thread = CaptureThread(self.source, self.mailbox, health, self._stop, backoff)
-        self.thread.start()
-
-    def take(self, timeout: float) -> Frame | None:
-        return self.mailbox.take(timeout)
-
-    def close(self) -> None:
-        self._stop.set()
-        self.mailbox.close()
-        self.thread.join(JOIN_TIMEOUT_S)
-        if self.thread.is_alive():
-            log.warning("the capture thread did not stop within %.0f s; leaving it behind", JOIN_TIMEOUT_S)
-
-
 @dataclass
 class Live:
-    """What a config makes live; a reload replaces the parts whose settings changed."""
+    """What a config makes live; a reload replaces the parts whose settings changed. Without a model
+    (``classifier`` None) the daemon only collects."""
 
     config: Config
-    classifier: Classifier
-    results: ResultFilter
-    dataloop: Collector | None
+    classifier: Classifier | None
+    model: ModelInfo | None
+    results: ResultFilter | None
     capture: Capture
+    origin: Origin
+    collect: bool  # `edgesight collect`: the model is optional and frames are always collected
+    teach: Teach | None
+
+    @property
+    def name(self) -> str:
+        return self.classifier.name if self.classifier else "collecting without a model"
+
+    @property
+    def scene(self) -> bool:
+        return scene_collecting(self.config, self.collect, self.classifier is not None)
+
+    def report_to(self, state: LiveState) -> None:
+        """Tell the live state what is live now."""
+        state.set_model(self.model)
+        collector = self.teach.collector if self.teach else None
+        state.set_collector(collector, self.scene and collector is not None)
 
 
-def load_model(config: Config, health: Health, telemetry: Telemetry) -> Classifier:
-    """Load the model and re-run its golden samples; publish what is live."""
+def load_model(config: Config) -> tuple[Classifier, ModelInfo]:
+    """Load the model and re-run its golden samples."""
     classifier = load_classifier(config.model)
     checked = classifier.golden_check()
     describe = classifier.describe()
-    health.update(model=describe | {"golden_checked": checked})
-    telemetry.set_model(
-        classifier.manifest.name,
-        classifier.manifest.version,
-        sha256=str(describe.get("sha256", "")),
-        runtime=str(describe.get("runtime", "")),
-        labels=classifier.manifest.labels,
+    manifest = classifier.manifest
+    model = ModelInfo(
+        manifest.name,
+        manifest.version,
+        sha256=manifest.model_sha256,
+        runtime=str(describe["runtime"]),
+        labels=manifest.labels,
+        golden_checked=checked,
+        fast_preprocessing=bool(describe["fast_preprocessing"]),
     )
     log.info("model %s ready (%d golden samples agree)", classifier.name, checked)
-    return classifier
+    return classifier, model
 
 
-def start(config: Config, health: Health, telemetry: Telemetry) -> Live:
-    classifier = load_model(config, health, telemetry)
-    capture = Capture(config.source, _model_size(classifier), health)
-    return Live(
+def start(config: Config, state: LiveState, collect: bool = False) -> Live:
+    classifier, model = load_model(config) if model_wanted(config, collect) else (None, None)
+    scene = scene_collecting(config, collect, classifier is not None)
+    teach = open_teach(config, needed=scene or (classifier is not None and config.dataloop is not None))
+    source = open_source(config.source, _model_size(classifier))
+    origin = Origin(source.description, config.source.roi, state.device_id)
+    make_collector(teach, config, origin, scene=scene, with_model=classifier is not None)
+    live = Live(
         config,
         classifier,
-        ResultFilter(config.results, classifier.manifest.labels),
-        _dataloop(config, capture, telemetry),
-        capture,
+        model,
+        ResultFilter(config.results, classifier.manifest.labels) if classifier else None,
+        _capture(source, config.source, state),
+        origin,
+        collect,
+        teach,
     )
+    live.report_to(state)
+    return live
 
 
-def _dataloop(config: Config, capture: Capture, telemetry: Telemetry) -> Collector | None:
-    """The data loop: frames worth relabelling into the inbox under the state directory."""
-    if config.dataloop is None:
-        return None
-    collect = config.collect or CollectConfig()
-    inbox = Inbox(state_dir(config) / "inbox", int(collect.max_mb * 1024 * 1024))
-    origin = Origin(capture.source.description, config.source.roi, telemetry.device_id)
-    return Collector(inbox, origin, collect, config.dataloop, scene=False)
+def _capture(source: Source, config: SourceConfig, state: LiveState) -> Capture:
+    """``source`` read by its own thread from now on."""
+    return Capture(source, state, Backoff(config.reconnect_min_s, config.reconnect_max_s))
 
 
-def _model_size(classifier: Classifier) -> tuple[int, int]:
+def _model_size(classifier: Classifier | None) -> tuple[int, int]:
+    if classifier is None:
+        return COLLECT_SIZE
     spec = classifier.manifest.preprocess
     return spec.width, spec.height
 
 
-def reload_live(live: Live, config_path: Path, health: Health, telemetry: Telemetry) -> Live:
+def reload_live(live: Live, config_path: Path, state: LiveState) -> Live:
     """The config and model read again; the new bundle is checked in a child first, so a corrupt
     flatbuffer can only crash the child. Raises ``EdgesightError`` and leaves ``live`` untouched on failure."""
     config = load_config(config_path)
-    if Path(config.model.path).is_dir():
-        verify_in_child(Path(config.model.path).resolve())  # named by its version, not by `current`
-    classifier = load_model(config, health, telemetry)
-    new = replace(live, config=config, classifier=classifier)
-    if config.results != live.config.results or classifier.manifest.labels != live.classifier.manifest.labels:
+    classifier, model = None, None
+    if model_wanted(config, live.collect):
+        assert config.model is not None
+        if Path(config.model.path).is_dir():
+            verify_in_child(Path(config.model.path).resolve())  # named by its version, not by `current`
+        classifier, model = load_model(config)
+    new = replace(live, config=config, classifier=classifier, model=model)
+    labels = classifier.manifest.labels if classifier else None
+    if classifier is None:
+        new.results = None
+    elif config.results != live.config.results or live.results is None or labels != live.results.labels:
         new.results = ResultFilter(config.results, classifier.manifest.labels)
     if config.source != live.config.source or _model_size(classifier) != _model_size(live.classifier):
+        source = open_source(config.source, _model_size(classifier))  # a bad source fails before the old one stops
         live.capture.close()
-        new.capture = Capture(config.source, _model_size(classifier), health)
-    teach = (config.dataloop, config.collect, config.source)
-    if teach != (live.config.dataloop, live.config.collect, live.config.source):
-        new.dataloop = _dataloop(config, new.capture, telemetry)
+        new.capture = _capture(source, config.source, state)
+        new.origin = Origin(source.description, config.source.roi, state.device_id)
+    teach = (config.collect, config.dataloop, new.origin, classifier is None)
+    if teach != (live.config.collect, live.config.dataloop, live.origin, live.classifier is None):
+        make_collector(new.teach, config, new.origin, scene=new.scene, with_model=classifier is not None)
     for section in ("output", "mqtt", "http"):
         if getattr(config, section) != getattr(live.config, section):
             log.warning("[%s] changed: it takes effect when the service restarts", section)
+    if store_settings(config) != store_settings(live.config):
+        log.warning("[collect] state_dir or max_mb changed: it takes effect when the service restarts")
+    new.report_to(state)
     return new
-
-
-class Publisher:
-    """Where each result goes: the outputs, telemetry, ``emit``; and the health that telemetry mirrors."""
-
-    def __init__(self, telemetry: Telemetry, outputs: Outputs, emit: Callable[[dict], None] | None) -> None:
-        self.telemetry, self.outputs, self.emit = telemetry, outputs, emit
-        self._dropped = 0
-
-    def result(self, image: np.ndarray, record: dict[str, Any]) -> None:
-        self.outputs.submit(record)
-        self.telemetry.on_result(image, record, record["frame_age_ms"], record["latency_ms"])
-        if self.emit is not None:
-            self.emit(record)
-
-    def mirror(self, snapshot: HealthSnapshot) -> None:
-        """Source state and lost frames from the capture side into telemetry (healthz, metrics, stats)."""
-        lost = snapshot.frames_dropped + snapshot.frames_skipped
-        if lost > self._dropped:
-            self.telemetry.on_drop(lost - self._dropped)
-            self._dropped = lost
-        state = snapshot.source_state
-        reason = state if not snapshot.source_error or state == "open" else f"{state}: {snapshot.source_error}"
-        self.telemetry.set_source_state(state == "open", reason)
 
 
 def run(
     config: Config,
     stop: threading.Event,
-    emit: Callable[[dict], None] | None = None,
-    health: Health | None = None,
+    emit: Callable[[Result], None] | None = None,
+    state: LiveState | None = None,
     *,
     notifier: Notifier | None = None,
     reload: threading.Event | None = None,
     config_path: Path | None = None,
-) -> HealthSnapshot:
-    """Classify the configured source's frames; return the final health."""
-    health = health or Health()
+    collect: bool = False,
+) -> Snapshot:
+    """Classify the configured source's frames (``collect``: collect them for labelling, with the model's
+    suggestions when one is deployed); return the final state."""
+    state = state or LiveState(config.mqtt.resolved_device_id() if config.mqtt else default_device_id())
     notifier = notifier or Notifier({})
-    telemetry = Telemetry(config.mqtt.resolved_device_id() if config.mqtt else default_device_id())
     notifier.status("loading the model")
-    live = start(config, health, telemetry)
+    live = start(config, state, collect)
     lock = threading.Lock()  # the interpreter serves the loop and POST /api/classify, one call at a time
 
-    def classify(image: np.ndarray) -> dict[str, Any]:
+    def classify(image: np.ndarray) -> Classification:
         with lock:
-            return live.classifier.classify(image).to_json()
+            if live.classifier is None:
+                raise EdgesightError("no model loaded to classify with")
+            return live.classifier.classify(image).thresholded(live.config.results.threshold)
 
     try:
         outputs = Outputs(
-            telemetry,
+            state,
             output=config.output if config.output.jsonl else None,
             mqtt=config.mqtt,
             http=config.http,
             classify=classify,
+            dataset=live.teach.api((config.collect or CollectConfig()).jpeg_quality) if live.teach else None,
         )
     except BaseException:  # a port in use, a missing secret: stop the capture before the error goes up
         live.capture.close()
         raise
-    publisher = Publisher(telemetry, outputs, emit)
     notifier.status(f"waiting for the first frame from {live.capture.source.description}")
     ready = False
     next_report = time.monotonic() + HEALTH_LOG_INTERVAL_S
@@ -207,13 +212,12 @@ def run(
     try:
         while not stop.is_set():
             now = time.monotonic()
-            publisher.mirror(health.snapshot())
             if now >= next_report:
-                log.info("%s", health.snapshot().summary())
+                log.info("%s", state.snapshot().summary())
                 next_report = now + HEALTH_LOG_INTERVAL_S
             if reload is not None and reload.is_set():
                 reload.clear()
-                live = _reload(live, config_path or Path(), health, telemetry, notifier, lock)
+                live = _reload(live, config_path or Path(), state, notifier, lock)
             try:
                 frame = live.capture.take(TAKE_TIMEOUT_S)
             except SourceEndedError:
@@ -221,89 +225,91 @@ def run(
             if frame is None:
                 continue
             started = time.monotonic()
-            with lock:
-                image, record, changed = _classify(live, frame)
-            publisher.result(image, record)
-            health.count(frames_classified=1)
-            health.update(last_result=record, latency_ms=record["latency_ms"], frame_age_ms=record["frame_age_ms"])
-            if live.dataloop is not None:
-                model = f"{live.classifier.manifest.name} {live.classifier.manifest.version}"
-                suggestion = Suggestion(tuple((lbl, s) for lbl, s in record["topk"]), model, changed)
-                if live.dataloop.offer(image, frame.ts, frame.index, suggestion):
-                    kept = sum(live.dataloop.counters.kept.values())
-                    health.update(dataloop_saved=kept, dataloop_removed=live.dataloop.inbox.evicted)
+            image = crop(frame.image, live.config.source.roi)
+            suggestion = None
+            if live.classifier is not None:
+                with lock:
+                    result = _classify(live, frame, image)
+                outputs.submit(result)
+                state.on_result(result, image)
+                if emit is not None:
+                    emit(result)
+                suggestion = Suggestion(result.topk, live.model.title if live.model else "", result.state_changed)
+            else:
+                state.on_frame(image)
+            _teach(live, frame, image, suggestion)
             now = time.monotonic()
             if not ready:
                 ready = True
-                notifier.ready(_status(live, telemetry))
+                notifier.ready(state.snapshot().status_line())
                 next_status = now + STATUS_INTERVAL_S
             elif now >= next_status:
-                notifier.status(_status(live, telemetry))
+                notifier.status(state.snapshot().status_line())
                 next_status = now + STATUS_INTERVAL_S
             if now >= next_watchdog:  # fed only here: a hung camera or runtime starves it
                 notifier.watchdog()
                 next_watchdog = now + watchdog_period
-            interval = 1.0 / live.config.source.max_fps if live.config.source.max_fps else 0.0
+            max_fps = live.config.source.max_fps or (COLLECT_MAX_FPS if live.classifier is None else 0.0)
+            interval = 1.0 / max_fps if max_fps else 0.0
             if interval and stop.wait(max(0.0, started + interval - time.monotonic())):
                 break
     finally:
         notifier.stopping()
         live.capture.close()
         outputs.close()
-    final = health.snapshot()
+    final = state.snapshot()
     log.info("%s", final.summary())
     return final
 
 
-def _classify(live: Live, frame: Frame) -> tuple[np.ndarray, dict[str, Any], bool]:
-    """One frame's result record, the image it was computed on, and whether the state changed."""
-    config = live.config
-    image = crop(frame.image, config.source.roi)
-    result = live.classifier.classify(image)
-    decision = live.results.update(result.probabilities)
-    record = {
-        "ts": round(frame.ts, 3),
-        "frame": frame.index,
-        **result.to_json(),
-        "frame_age_ms": round((time.monotonic() - frame.captured) * 1000, 1),
-        "state": decision.state,
-        "state_changed": decision.changed,
-    }
-    record["label"] = thresholded(result.label, result.score, config.results.threshold)
-    if config.results.smoothing != "none":
-        record["smoothed"] = {"label": decision.label, "score": round(decision.score, 4)}
-    return image, record, decision.changed
+def _classify(live: Live, frame: Frame, image: np.ndarray) -> Result:
+    """The result for ``image`` (the frame cropped to the roi), thresholded and smoothed."""
+    config = live.config.results
+    assert live.classifier is not None and live.results is not None
+    classification = live.classifier.classify(image)
+    decision = live.results.update(classification.probabilities)
+    answer = classification.thresholded(config.threshold)
+    result = Result(
+        ts=frame.ts,
+        frame=frame.index,
+        path=frame.path,
+        label=answer.label,
+        score=answer.score,
+        topk=answer.topk,
+        latency_ms=answer.latency_ms,
+        frame_age_ms=(time.monotonic() - frame.captured) * 1000,
+        state=decision.state,
+        state_changed=decision.changed,
+        smoothed=Smoothed(decision.label, decision.score) if config.smoothing != "none" else None,
+    )
+    return result
 
 
-def _reload(
-    live: Live, config_path: Path, health: Health, telemetry: Telemetry, notifier: Notifier, lock: threading.Lock
-) -> Live:
+def _teach(live: Live, frame: Frame, image: np.ndarray, suggestion: Suggestion | None) -> None:
+    """The frame for bursts and "capture now", and offered to the collector."""
+    if live.teach is None:
+        return
+    live.teach.frames.publish(LiveFrame(image, frame.ts, frame.index, live.origin, suggestion))
+    if live.teach.collector is not None:
+        live.teach.collector.offer(image, frame.ts, frame.index, suggestion)
+
+
+def _reload(live: Live, config_path: Path, state: LiveState, notifier: Notifier, lock: threading.Lock) -> Live:
     """Apply a reload request; on any failure the old model keeps running and the failure is reported."""
     notifier.reloading(time.monotonic_ns() // 1000)
     log.info("reload requested: reading %s", config_path)
     try:
         with lock:
-            new = reload_live(live, config_path, health, telemetry)
+            new = reload_live(live, config_path, state)
     except EdgesightError as e:
-        log.error("reload refused, %s keeps running: %s", live.classifier.name, e)
-        health.update(reload_error=str(e))
-        telemetry.on_reload(False, str(e))
-        notifier.ready(f"reload refused ({e}); {_status(live, telemetry)}")
+        log.error("reload refused, %s keeps running: %s", live.name, e)
+        state.on_reload(False, str(e))
+        notifier.ready(f"reload refused ({e}); {state.snapshot().status_line()}")
         return live
-    log.info("reloaded: %s is live", new.classifier.name)
-    health.update(reload_error="")
-    telemetry.on_reload(True, f"{new.classifier.name} is live")
-    notifier.ready(_status(new, telemetry))
+    log.info("reloaded: %s is live", new.name)
+    state.on_reload(True, f"{new.name} is live")
+    notifier.ready(state.snapshot().status_line())
     return new
-
-
-def _status(live: Live, telemetry: Telemetry) -> str:
-    stats = telemetry.stats()
-    last = telemetry.latest_result() or {}
-    return (
-        f"{live.classifier.name}: {stats['fps']:.1f} fps, {stats['frames']} frames, last "
-        f"{last.get('label')} {last.get('score', 0):.2f}; source {live.capture.source.description}"
-    )
 
 
 def crop(image: np.ndarray, roi: tuple[int, ...]) -> np.ndarray:

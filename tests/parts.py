@@ -26,7 +26,7 @@ from edge.collect.labelling import Labelling
 from edge.collect.sample import Sample
 from edge.publish.http import HttpServer
 from edge.publish.settings import HttpSettings
-from edge.publish.telemetry import Telemetry
+from edge.state import LiveState
 from tests.helpers import DEADLINE_S, garage, jpeg, wait_for
 
 
@@ -370,7 +370,7 @@ class Device:
                 item = self.labelling.inbox.put(jpeg(garage(state, frame)), sample)
                 self.labelling.label([item.id], label)
         settings = HttpSettings(port=0, token_file=str(root / "http_token"))
-        self.server = HttpServer(settings, Telemetry(name), dataset=DatasetApi(self.labelling))
+        self.server = HttpServer(settings, LiveState(name), dataset=DatasetApi(self.labelling))
         self.server.start()
         self.config = root / "edgesight.toml"
         port = self.server.url.rsplit(":", 1)[1]

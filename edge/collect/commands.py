@@ -12,11 +12,11 @@ from typing import Any
 
 from edge.collect.burst import Kept
 from edge.collect.client import local_daemon, post
-from edge.collect.dataset import Dataset
+from edge.collect.dataset import Dataset, class_problem
 from edge.collect.pull import REMOTE_CONFIG, REMOTE_EDGESIGHT, fetch, local_hashes, merge, read_have
 from edge.config import load_config, state_dir
 from edge.console import HelpFormatter, add_logging_flags, write_json_line
-from edge.errors import EXIT_NO_INPUT, EXIT_OK, EXIT_UNAVAILABLE, EdgesightError
+from edge.errors import EXIT_NO_INPUT, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, EdgesightError
 from edge.publish.secrets import read_secret
 
 log = logging.getLogger("edgesight")
@@ -81,7 +81,10 @@ def collect(args: argparse.Namespace) -> int:
     if args.label is None:
         from edge.cli import run_daemon
 
-        return run_daemon(args.config, collect_only=True)
+        return run_daemon(args.config, collect=True)
+    problem = class_problem(args.label)
+    if problem:
+        raise EdgesightError(f"--label: {problem}", EXIT_USAGE)
     config = load_config(args.config)
     daemon = local_daemon(config)
     if daemon is not None:
@@ -93,7 +96,7 @@ def collect(args: argparse.Namespace) -> int:
             log.info("%s; capturing from %s here", e, config.source.uri)
     from edge.collect.standalone import burst_here
 
-    kept = burst_here(config, args.label, args.count, args.interval, report)
+    kept = burst_here(config, args.label, args.count, args.interval, lambda k: report(k, args.label, args.count))
     return _summary(args.label, args.count, len(kept), sum(k.new for k in kept))
 
 

@@ -1,8 +1,9 @@
 """The HTTP server: a live page, JSON API, Prometheus metrics, snapshots and classification of uploads.
 
 Standard library only (``ThreadingHTTPServer``), so it fits a Pi Zero 2 W. Bound to 127.0.0.1 by
-default; with a bearer token every endpoint except ``/`` (a static page that asks for the token) and
-``/healthz`` (for probes) requires ``Authorization: Bearer <token>``.
+default; with a bearer token every endpoint except ``/`` and ``/label`` (static pages that ask for the
+token) and ``/healthz`` (for probes) requires ``Authorization: Bearer <token>``. ``/api/dataset`` is
+``edge.collect.api``'s.
 """
 
 import hmac
@@ -16,41 +17,47 @@ from importlib import resources
 from typing import Any
 
 import numpy as np
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from edge.collect.api import MAX_BODY_BYTES, PREFIX, DatasetApi, Reply
 from edge.errors import EXIT_CONFIG, EdgesightError
+from edge.postprocess import Classification
+from edge.publish.metrics import exposition, registry_for
 from edge.publish.secrets import read_secret
 from edge.publish.settings import HttpSettings, check
-from edge.publish.telemetry import Telemetry
+from edge.publish.snapshot import annotate, encode_jpeg
 from edge.publish.upload import UploadError, check_upload
+from edge.state import LiveState
 
 log = logging.getLogger(__name__)
 
-Classify = Callable[[np.ndarray], dict[str, Any]]
+Classify = Callable[[np.ndarray], Classification]
 READ_TIMEOUT_S = 10  # a client that stalls mid-request loses its connection, not a thread forever
 
 
 class HttpServer:
-    """Serves ``telemetry`` over HTTP from its own threads; ``classify`` answers ``POST /api/classify``.
+    """Serves the live ``state`` over HTTP from its own threads; ``classify`` answers ``POST /api/classify``.
 
     ``classify`` is called from request threads, one call at a time: give it a classifier that
-    the daemon loop does not use concurrently, or one guarded by the daemon's own lock.
+    the daemon loop does not use concurrently, or one guarded by the daemon's own lock. It applies
+    the daemon's ``[results] threshold``, so an upload is labelled as a frame would be.
     """
 
     def __init__(
         self,
         settings: HttpSettings,
-        telemetry: Telemetry,
+        state: LiveState,
         classify: Classify | None = None,
         dataset: DatasetApi | None = None,
     ) -> None:
         check(settings, "http")
         self.settings = settings
-        self.telemetry = telemetry
+        self.state = state
+        self.registry = registry_for(state)
         self.classify = classify
         self.dataset = dataset
         self.classify_lock = threading.Lock()
+        self._snapshot_lock = threading.Lock()
+        self._snapshot: tuple[int, bytes] | None = None  # frames classified when encoded, the JPEG
         self.token = read_secret(settings.token_file, "http_token", "[http] token_file")
         self.page = resources.files("edge.publish").joinpath("page.html").read_bytes()
         self.label_page = resources.files("edge.publish").joinpath("label.html").read_bytes()
@@ -68,7 +75,7 @@ class HttpServer:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host if isinstance(host, str) else host.decode()}:{port}"
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
@@ -80,6 +87,18 @@ class HttpServer:
             self._server.shutdown()
             self._thread.join(timeout)
         self._server.server_close()
+
+    def snapshot_jpeg(self) -> bytes | None:
+        """The latest frame with its top-k drawn on it (none while collecting without a model); encoded once
+        per frame, outside the state's lock."""
+        frames, result, image = self.state.latest()
+        if image is None:
+            return None
+        with self._snapshot_lock:
+            if self._snapshot is None or self._snapshot[0] != frames:
+                annotated = annotate(image, result.topk if result else (), self.settings.snapshot_width)
+                self._snapshot = frames, encode_jpeg(annotated, self.settings.snapshot_quality)
+            return self._snapshot[1]
 
     def authorized(self, header: str | None) -> bool:
         if self.token is None:
@@ -105,7 +124,7 @@ def _handler(app: HttpServer) -> type[BaseHTTPRequestHandler]:
             if path == PREFIX or path.startswith(PREFIX + "/"):
                 return self._dataset("GET")
             if path == "/healthz":
-                health = app.telemetry.health(app.settings.stale_after_s)
+                health = app.state.snapshot().health(app.settings.stale_after_s)
                 status = HTTPStatus.OK if health.ok else HTTPStatus.SERVICE_UNAVAILABLE
                 return self._json(status, {"status": "ok" if health.ok else "unhealthy", "reason": health.reason})
             routes = {
@@ -131,19 +150,19 @@ def _handler(app: HttpServer) -> type[BaseHTTPRequestHandler]:
             return None
 
         def _status(self) -> None:
-            self._json(HTTPStatus.OK, app.telemetry.status(app.settings.stale_after_s))
+            self._json(HTTPStatus.OK, app.state.snapshot().status(app.settings.stale_after_s))
 
         def _result(self) -> None:
-            result = app.telemetry.latest_result()
+            _, result, _ = app.state.latest()
             if result is None:
                 return self._error(HTTPStatus.NOT_FOUND, "no frame classified yet")
-            return self._json(HTTPStatus.OK, result)
+            return self._send(HTTPStatus.OK, result.encoded, "application/json")
 
         def _metrics(self) -> None:
-            self._send(HTTPStatus.OK, generate_latest(app.telemetry.registry), CONTENT_TYPE_LATEST)
+            self._send(HTTPStatus.OK, *exposition(app.registry))
 
         def _snapshot(self) -> None:
-            jpeg = app.telemetry.snapshot(app.settings.snapshot_width, app.settings.snapshot_quality)
+            jpeg = app.snapshot_jpeg()
             if jpeg is None:
                 return self._error(HTTPStatus.NOT_FOUND, "no frame classified yet")
             return self._send(HTTPStatus.OK, jpeg, "image/jpeg")
@@ -171,10 +190,13 @@ def _handler(app: HttpServer) -> type[BaseHTTPRequestHandler]:
                 return self._error(e.status, str(e))
             try:
                 with app.classify_lock:
-                    result = app.classify(image)
+                    classification = app.classify(image)
             except EdgesightError as e:  # the model could not take it: the client learns why, the server goes on
-                return self._error(HTTPStatus.UNPROCESSABLE_ENTITY, str(e))
-            return self._json(HTTPStatus.OK, result)
+                unavailable = app.state.model is None  # collecting, before a bundle is deployed
+                return self._error(
+                    HTTPStatus.SERVICE_UNAVAILABLE if unavailable else HTTPStatus.UNPROCESSABLE_ENTITY, str(e)
+                )
+            return self._json(HTTPStatus.OK, classification.to_json())
 
         def _dataset(self, method: str) -> None:
             """The /api/dataset endpoints (edge.collect.api), behind the same token as the rest."""

@@ -17,7 +17,7 @@ from edge.collect.labelling import Labelling
 from edge.collect.sample import Sample
 from edge.publish.http import HttpServer
 from edge.publish.settings import HttpSettings
-from edge.publish.telemetry import Telemetry
+from edge.state import LiveState
 from tests.helpers import garage, jpeg
 
 TOKEN = "s3cret-token"
@@ -47,7 +47,7 @@ def served(tmp_path, monkeypatch):
         items.append(labelling.inbox.put(jpeg(garage("open", n)), sample))
     frames = LatestFrame()
     api = DatasetApi(labelling, frames, lambda: {"kept": {"interval": 4}, "duplicates": 7})
-    server = HttpServer(HttpSettings(port=0), Telemetry("pi-test"), dataset=api)
+    server = HttpServer(HttpSettings(port=0), LiveState("pi-test"), dataset=api)
     server.start()
     yield server.url, labelling, items, frames
     server.close()

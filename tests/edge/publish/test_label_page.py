@@ -11,7 +11,7 @@ from edge.collect.labelling import Labelling
 from edge.collect.sample import Sample
 from edge.publish.http import HttpServer
 from edge.publish.settings import HttpSettings
-from edge.publish.telemetry import Telemetry
+from edge.state import LiveState
 from tests.helpers import garage, jpeg
 from tests.parts import Browser
 
@@ -32,7 +32,7 @@ def page(tmp_path):
         items.append(labelling.inbox.put(jpeg(garage("open" if n % 2 else "closed", n)), sample))
     frames = LatestFrame()
     frames.publish(LiveFrame(garage("open", 99), 1764061300.0, 99, Origin("camera 0")))
-    server = HttpServer(HttpSettings(port=0), Telemetry("pi-test"), dataset=DatasetApi(labelling, frames))
+    server = HttpServer(HttpSettings(port=0), LiveState("pi-test"), dataset=DatasetApi(labelling, frames))
     server.start()
     browser = Browser(tmp_path / "profile")
     browser.open(server.url + "/label")
