@@ -83,6 +83,7 @@ class Live:
 
 def load_model(config: Config) -> tuple[Classifier, ModelInfo]:
     """Load the model and re-run its golden samples."""
+    assert config.model is not None, "model_wanted() says whether there is one"
     classifier = load_classifier(config.model)
     checked = classifier.golden_check()
     describe = classifier.describe()
@@ -101,7 +102,14 @@ def load_model(config: Config) -> tuple[Classifier, ModelInfo]:
 
 
 def start(config: Config, state: LiveState, collect: bool = False) -> Live:
-    classifier, model = load_model(config) if model_wanted(config, collect) else (None, None)
+    classifier, model = None, None
+    if model_wanted(config, collect):
+        try:
+            classifier, model = load_model(config)
+        except EdgesightError as e:
+            if not collect:
+                raise
+            log.warning("%s; collecting without the model's suggestions", e)
     scene = scene_collecting(config, collect, classifier is not None)
     teach = open_teach(config, needed=scene or (classifier is not None and config.dataloop is not None))
     source = open_source(config.source, _model_size(classifier))

@@ -20,7 +20,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import IO, Any
+from io import BufferedIOBase
+from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from edge.collect.burst import Kept, LatestFrame, burst
@@ -40,7 +41,7 @@ class Reply:
     status: HTTPStatus
     body: bytes = b""
     content_type: str = "application/json"
-    stream: Callable[[IO[bytes]], None] | None = None  # writes the body after the headers, instead of ``body``
+    stream: Callable[[BufferedIOBase], None] | None = None  # writes the body after the headers, not ``body``
 
 
 class ApiError(Exception):
@@ -65,7 +66,7 @@ class DatasetApi:
         self,
         labelling: Labelling,
         frames: LatestFrame | None = None,
-        collector_counters: Callable[[], dict[str, Any]] | None = None,
+        collector_counters: Callable[[], dict[str, Any] | None] | None = None,
         jpeg_quality: int = 90,
     ) -> None:
         self.labelling, self.frames = labelling, frames
@@ -194,7 +195,7 @@ class DatasetApi:
         if not self._burst.acquire(blocking=False):
             raise ApiError(HTTPStatus.CONFLICT, "a burst is running; wait for it to end")
 
-        def write(out: IO[bytes]) -> None:
+        def write(out: BufferedIOBase) -> None:
             def line(document: dict[str, Any]) -> None:
                 out.write(json.dumps(document, separators=(",", ":")).encode() + b"\n")
                 out.flush()
@@ -216,7 +217,7 @@ class DatasetApi:
     def _export(self, have: frozenset[str]) -> Reply:
         return Reply(HTTPStatus.OK, content_type="application/x-tar", stream=lambda out: self._write_export(out, have))
 
-    def _write_export(self, out: IO[bytes], have: frozenset[str]) -> None:
+    def _write_export(self, out: BufferedIOBase, have: frozenset[str]) -> None:
         # Not under the labelling lock: a slow network would hold up the page; images labelled or
         # undone while the stream runs are simply in it or not.
         self.labelling.dataset.export(out, have)

@@ -129,9 +129,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     collect_parser = commands.add_parser(
         "collect",
         help="collect frames for labelling, or capture a burst straight into a class",
-        description="Without --label: run the daemon in collecting mode ([model] optional, even when set): frames\n"
-        "after the roi crop go into the inbox under [collect] state_dir at its interval and on scene changes,\n"
-        "near-copies skipped; label them on the /label page of [http].\n"
+        description="Without --label: run the daemon in collecting mode: frames after the roi crop go into the inbox\n"
+        "under [collect] state_dir at its interval and on scene changes, near-copies skipped; label them on the\n"
+        "/label page of [http]. [model] is optional: when it loads, its top-k is each frame's suggestion.\n"
         "With --label: keep --count frames, one per --interval seconds, straight into dataset/<label>/, like\n"
         "holding a record button. When the daemon runs (it holds the camera), it is asked to do it over its\n"
         "[http] API with the config's token; otherwise the source is opened here.",

@@ -15,6 +15,7 @@ import tarfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from io import BufferedIOBase
 from pathlib import Path
 from typing import IO, Any
 
@@ -142,7 +143,7 @@ class Dataset:
             if isinstance(entry, dict):
                 yield entry
 
-    def export(self, out: IO[bytes], have: frozenset[str] = frozenset()) -> int:
+    def export(self, out: IO[bytes] | BufferedIOBase, have: frozenset[str] = frozenset()) -> int:
         """Write an uncompressed tar stream (JPEGs do not compress) of every image whose sha256 is not in
         ``have``, as ``<class>/<sha256>.jpg``, after ``index.json`` (every image's class, so the caller sees
         labels that differ from its own) and a ``provenance.jsonl`` of their latest label entries.

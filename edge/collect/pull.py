@@ -192,15 +192,17 @@ def fetch(
         process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     except OSError as e:
         raise EdgesightError(f"{origin}: cannot run {command[0]} ({e.strerror})", EXIT_UNAVAILABLE) from e
+    stdin, stdout, stderr = process.stdin, process.stdout, process.stderr
+    assert stdin is not None and stdout is not None and stderr is not None  # all three are pipes
     errors: list[bytes] = []
-    reader = threading.Thread(target=lambda: errors.append(process.stderr.read()), name="pull-stderr", daemon=True)
+    reader = threading.Thread(target=lambda: errors.append(stderr.read()), name="pull-stderr", daemon=True)
     reader.start()
     try:
-        process.stdin.write(body)  # the device reads it whole before it answers
-        process.stdin.close()
-        yield process.stdout
+        stdin.write(body)  # the device reads it whole before it answers
+        stdin.close()
+        yield stdout
     finally:
-        process.stdout.close()
+        stdout.close()
         code = process.wait()
         reader.join()
     lines = b"".join(errors).decode(errors="replace").strip().splitlines()

@@ -19,6 +19,7 @@ from tests.parts import Browser
 pytestmark = [pytest.mark.slow, pytest.mark.system]
 
 TOKEN = "teach-token"
+ROI = [40, 0, 240, 240]  # x, y, width, height: the door and a little wall
 
 
 def api(url: str, path: str) -> dict | None:
@@ -58,7 +59,7 @@ def test_from_a_camera_without_a_model_to_a_dataset_that_training_accepts(tmp_pa
     (tmp_path / "http_token").write_text(TOKEN + "\n")
     config = tmp_path / "edgesight.toml"
     config.write_text(
-        f'[source]\nuri = "{camera.url}"\ntimeout_s = 2\n'
+        f'[source]\nuri = "{camera.url}"\ntimeout_s = 2\nroi = {ROI}\n'
         '[collect]\nstate_dir = "state"\ninterval_s = 0.3\nmin_interval_s = 0.2\n'
         f'[http]\nport = {port}\ntoken_file = "http_token"\n[output]\njsonl = ""\n'
     )
@@ -134,7 +135,9 @@ def test_from_a_camera_without_a_model_to_a_dataset_that_training_accepts(tmp_pa
         assert {p.relative_to(workstation): p.read_bytes() for p in workstation.rglob("*") if p.is_file()} == pulled
         entries = [json.loads(line) for line in (workstation / "provenance.jsonl").read_text().splitlines()]
         assert len(entries) == 14 and {e["reason"] for e in entries} == {"burst", "interval", "change"}
-        assert all(e["source"].startswith("MJPEG") or "127.0.0.1" in e["source"] for e in entries)
+        assert {e["source"] for e in entries} == {f"stream {camera.url}"} and all(e["roi"] == ROI for e in entries)
+        shapes = {cv2.imread(str(path)).shape for path in workstation.glob("*/*.jpg")}
+        assert shapes == {(ROI[3], ROI[2], 3)}  # cropped to the roi before they were kept
     finally:
         daemon.send_signal(signal.SIGTERM)
         _, errors = daemon.communicate(timeout=60)
