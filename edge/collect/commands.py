@@ -56,7 +56,8 @@ def pull_data(args: argparse.Namespace) -> int:
 
 def dataset_export(args: argparse.Namespace) -> int:
     """On the device: the daemon's export through its HTTP API (token from the config), or from the disk
-    when the daemon serves no HTTP or does not answer."""
+    when the daemon serves no HTTP, does not answer, or wants a token this command cannot read (a systemd
+    credential)."""
     config = load_config(args.config)
     have = frozenset() if sys.stdin.isatty() else read_have(sys.stdin.buffer)
     out = sys.stdout.buffer
@@ -68,9 +69,7 @@ def dataset_export(args: argparse.Namespace) -> int:
                 shutil.copyfileobj(stream, out)
             out.flush()
             return EXIT_OK
-        except EdgesightError as e:
-            if e.exit_code != EXIT_UNAVAILABLE:
-                raise
+        except EdgesightError as e:  # refused or unreachable before a byte was written: the disk has it all
             log.info("%s; exporting from the disk instead", e)
     Dataset(state_dir(config) / "dataset", read_only=True).export(out, have)
     out.flush()
