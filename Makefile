@@ -94,16 +94,17 @@ system-test: $(STAMP) ## install, run, crash, hang, reload, deploy and uninstall
 	$(MAKE) --no-print-directory test-debs TEST_DEBS="$(VM_DEBS)"
 	$(BIN)/python -m pytest --vm tests/vm $(PYTEST_FLAGS)
 
-lint: $(STAMP) ## ruff: lint and formatting
+lint: $(STAMP) ## ruff (lint and formatting) and mypy (types; what it checks: setup.cfg [mypy])
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(STAMP) ## ruff: fix what can be fixed
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
 clean: ## remove what make built (data, runs, bundles, demo), keep the virtualenv and the VM image
-	rm -rf data runs bundles $(DEMO) .pytest_cache .ruff_cache *.egg-info
+	rm -rf data runs bundles $(DEMO) .pytest_cache .ruff_cache .mypy_cache *.egg-info
 	find build -mindepth 1 -maxdepth 1 -not -name vm -exec rm -rf {} + 2>/dev/null || true
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 

@@ -273,7 +273,7 @@ class _Collector:
         if model is not None:
             info.add_metric([model.name, model.version, model.sha256], {"runtime": model.runtime})
         yield info
-        families = {
+        families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
             "delivered": CounterMetricFamily(
                 "edgesight_publish_delivered", "Items a sink handed over.", labels=("sink",)
             ),
