@@ -86,8 +86,9 @@ data/digits/.written: | $(STAMP)
 
 # A model is retrained when its flags or its images change, not only when it is missing: each step has a
 # stamp named by a hash of its inputs (paths and flags, and for a user's DATA the names, sizes and times
-# of its files), so changed inputs are a stamp that does not exist yet. (The digits make writes stand for
-# themselves by their .written file.) The virtualenv is order-only: a new setup.cfg reinstalls, not retrains.
+# of its files), so changed inputs are a stamp that does not exist yet. (The digits sample is written by
+# make: its .written file stands for its images.) The virtualenv is order-only: a new setup.cfg reinstalls
+# it and retrains nothing.
 STAMPS ?= build/stamps
 help.STAMPS := where make records what each run and bundle was made from (flags, images)
 hash = $(shell { echo $(call quote,$(1)); $(2) } | sha256sum | cut -c1-16)

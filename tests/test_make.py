@@ -14,8 +14,10 @@ FIT_FLAGS = "--size 16 --epochs 1 --model tiny"
 
 
 def make(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """make in the repository, as a user runs it (not with the variables of a `make test` around the tests)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     return subprocess.run(
-        ["make", "--no-print-directory", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+        ["make", "--no-print-directory", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
     )
 
 
