@@ -69,9 +69,10 @@ def resolve(target: Path, bundle: Path | None = None) -> Sources:
     manifest = load_bundle(bundle).manifest if bundle else None
     if run and manifest and tuple(manifest.labels) != run.classes:
         raise EdgesightError(f"{bundle}: its labels differ from the run {run.path}'s classes", EXIT_DATA)
-    classes = run.classes if run else tuple(manifest.labels)
-    spec = run.config.preprocess if run else manifest.preprocess
-    return Sources(run, bundle, classes, spec)
+    if run:
+        return Sources(run, bundle, run.classes, run.config.preprocess)
+    assert manifest is not None, "a target that is no run directory is a bundle"
+    return Sources(run, bundle, tuple(manifest.labels), manifest.preprocess)
 
 
 def examples_to_score(sources: Sources, data_dir: Path | None) -> list[Example]:

@@ -26,6 +26,7 @@ from edge.bundle import Manifest, load_bundle, sha256_file, write_bundle
 from edge.classifier import Classifier
 from edge.errors import EXIT_DATA, EXIT_USAGE, EdgesightError
 from edge.images import read_image
+from edge.library_logs import native_stderr_filtered
 from edge.preprocess import PreprocessSpec, prepare
 from edge.runtime import Model
 from train.golden import pick_golden
@@ -102,7 +103,7 @@ def convert(model: tf.keras.Model, calibration: np.ndarray, io_type: str = "int8
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = IO_TYPES[io_type]
     converter.inference_output_type = IO_TYPES[io_type]
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), native_stderr_filtered():
         # Keras prints the exported signature; the converter warns about input statistics it derives itself.
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
         return converter.convert()

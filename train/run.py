@@ -81,17 +81,19 @@ def split_pixels(run: Run, which: str) -> tuple[np.ndarray, np.ndarray, list[str
         labels = np.asarray([e.label for e in examples if images.readable[row[e.relpath]]], dtype=np.int64)
         return np.asarray(images.pixels[np.sort(rows)])[np.argsort(np.argsort(rows))], labels, bad
     log.warning("%s changed since the run was trained: decoding its %s files directly", run.config.data, which)
-    pixels, labels, bad = [], [], []
+    pixels: list[np.ndarray] = []
+    kept: list[int] = []
+    bad = []
     for example in examples:
         image = read_image(example.path)
         if image is None:
             bad.append(example.relpath)
             continue
         pixels.append(prepare(image, run.config.preprocess))
-        labels.append(example.label)
+        kept.append(example.label)
     spec = run.config.preprocess
     empty = np.empty((0, spec.height, spec.width, spec.channels), np.uint8)
-    return (np.stack(pixels) if pixels else empty), np.asarray(labels, dtype=np.int64), bad
+    return (np.stack(pixels) if pixels else empty), np.asarray(kept, dtype=np.int64), bad
 
 
 def versions() -> dict[str, str]:
