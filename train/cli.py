@@ -88,14 +88,23 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _quantize(args: argparse.Namespace) -> int:
-    from train.quantize import quantize
+    from train.quantize import GateRefusedError, QuantizeResult, quantize
 
-    result = quantize(args.run, args.out, max_drop=args.max_drop, io_type=args.io, representative=args.representative)
-    print(f"{'':24}{'float32':>10}{result.io:>10}")
-    print(f"{'test accuracy':24}{result.float_accuracy:>10.4f}{result.int8_accuracy:>10.4f}")
-    print(f"{'model size (KiB)':24}{result.float_kb:>10.1f}{result.int8_kb:>10.1f}")
-    print(f"top-1 agreement float vs int8: {result.agreement:.4f} on {result.test_images} test images")
-    print(f"accuracy drop {result.drop_points:.2f} points (gate: --max-drop {args.max_drop:g}): passed")
+    def table(result: QuantizeResult, verdict: str) -> None:
+        print(f"{'':24}{'float32':>10}{result.io:>10}")
+        print(f"{'test accuracy':24}{result.float_accuracy:>10.4f}{result.int8_accuracy:>10.4f}")
+        print(f"{'model size (KiB)':24}{result.float_kb:>10.1f}{result.int8_kb:>10.1f}")
+        print(f"top-1 agreement float vs int8: {result.agreement:.4f} on {result.test_images} test images")
+        print(f"accuracy drop {result.drop_points:.2f} points (gate: --max-drop {args.max_drop:g}): {verdict}")
+
+    try:
+        result = quantize(
+            args.run, args.out, max_drop=args.max_drop, io_type=args.io, representative=args.representative
+        )
+    except GateRefusedError as refused:
+        table(refused.result, "refused")  # the figures on stdout, the reason as the one error line
+        raise
+    table(result, "passed")
     print(f"bundle written to {result.bundle}")
     return EXIT_OK
 
