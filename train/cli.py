@@ -8,7 +8,7 @@ from pathlib import Path
 
 from edge import __version__
 from edge.console import HelpFormatter, add_logging_flags, run_main
-from edge.errors import EXIT_NO_INPUT, EXIT_OK, EdgesightError
+from edge.errors import EXIT_NO_INPUT, EXIT_OK, EXIT_USAGE, EdgesightError
 from edge.preprocess import COLORS, INTERPOLATIONS, RESIZE_MODES
 
 # The registry's names (train.models.MODELS), listed here so that --help does not import Keras.
@@ -113,15 +113,24 @@ def _evaluate(args: argparse.Namespace) -> int:
     from train.evaluate import evaluate, resolve
     from train.report import write_report
 
+    if args.top_k < 1:
+        raise EdgesightError(f"--top-k must be at least 1 (got {args.top_k})", EXIT_USAGE)
     sources = resolve(args.target, args.bundle)
     evaluation = evaluate(args.target, args.data, args.bundle, top_k=args.top_k)
-    default_out = args.target / "report" if sources.run and sources.run.path == args.target else None
-    out = args.out or default_out or args.target.parent / f"{args.target.name}-report"
+    out = args.out or report_dir(args.target, args.data, is_run=bool(sources.run and sources.run.path == args.target))
     write_report(evaluation, out, f"edgesight evaluation: {args.target.name}", sources.run)
     for name, m in evaluation.metrics["models"].items():
         print(f"{name:10} accuracy {m['accuracy']:.4f}  macro F1 {m['macro_f1']:.4f}  ECE {m['ece']:.4f}")
     print(f"report written to {out / 'report.html'} (and report.md, metrics.json)")
     return EXIT_OK
+
+
+def report_dir(target: Path, data: Path | None, *, is_run: bool) -> Path:
+    """Where `evaluate` writes without --out: inside a run, else the current folder (never beside a bundle)."""
+    if is_run:
+        return target / ("report" if data is None else f"report-{data.resolve().name}")
+    on = "" if data is None else f"-on-{data.resolve().name}"
+    return Path(f"{target.resolve().name}{on}-report")
 
 
 def _baseline(args: argparse.Namespace) -> int:
@@ -233,13 +242,19 @@ def build_parser() -> argparse.ArgumentParser:
         "calibration error and the misclassified images; float (Keras), int8 (the device's code path) and\n"
         "the HOG baseline side by side, whichever exist.",
         epilog="examples:\n  edgesight-train evaluate runs/digits\n"
-        "  edgesight-train evaluate bundles/digits photos/held-out",
+        "  edgesight-train evaluate bundles/digits photos/held-out --out reports/held-out",
         formatter_class=HelpFormatter,
     )
     evaluate.add_argument("target", type=Path, metavar="RUN_OR_BUNDLE", help="run directory or bundle")
     evaluate.add_argument("data", type=Path, nargs="?", metavar="DATA_DIR", help="images to evaluate on")
     evaluate.add_argument("--bundle", type=Path, help="int8 bundle (default: the one `quantize` recorded in the run)")
-    evaluate.add_argument("--out", type=Path, help="report folder (default: RUN/report or BUNDLE-report)")
+    evaluate.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        help="report folder (default: RUN/report, RUN/report-DATA for other images; for a bundle"
+        " ./BUNDLE-report or ./BUNDLE-on-DATA-report in the current folder)",
+    )
     evaluate.add_argument("--top-k", type=int, default=3, help="k of the top-k accuracy")
     evaluate.set_defaults(handler=_evaluate)
 

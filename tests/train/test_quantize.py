@@ -140,7 +140,9 @@ def test_uint8_io_bundle_keeps_the_accuracy_and_quantizes_weights_per_channel(di
 
 
 @pytest.mark.slow
-def test_a_collapsed_float_model_is_refused_with_its_table_and_no_bundle_is_written(digits_run, tmp_path):
+def test_a_collapsed_float_model_is_refused_with_its_table_and_no_bundle_is_written(
+    digits_run, digits_bundle, tmp_path
+):
     import json
     import shutil
 
@@ -150,6 +152,8 @@ def test_a_collapsed_float_model_is_refused_with_its_table_and_no_bundle_is_writ
 
     run = tmp_path / "run"
     shutil.copytree(digits_run.path, run)
+    earlier = {"passed": True, "bundle": str(digits_bundle.resolve())}  # what a passed quantize recorded
+    (run / "quantize.json").write_text(json.dumps(earlier))
     inputs = keras.Input((32, 32, 1), name="pixels")
     x = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255.0)(inputs))
     constant = keras.layers.Dense(
@@ -168,3 +172,36 @@ def test_a_collapsed_float_model_is_refused_with_its_table_and_no_bundle_is_writ
     assert not (tmp_path / "b").exists()
     record = json.loads((run / "quantize.json").read_text())
     assert record["passed"] is False and record["bundle"] is None and "float model itself" in record["refused"]
+    assert record["last_good_bundle"] == str(digits_bundle.resolve())  # evaluate falls back on it, labelled
+
+
+@pytest.mark.slow
+def test_quantize_builds_one_interpreter_writes_the_bundle_once_and_reads_it_back_once(
+    digits_run, tmp_path, monkeypatch
+):
+    import train.quantize
+    from edge.runtime import Model
+
+    calls = {"interpreter": 0, "write": 0, "read": 0}
+    real_init, real_write, real_load = Model.__init__, train.quantize.write_bundle, train.quantize.load_bundle
+
+    def counting(name, real):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(Model, "__init__", counting("interpreter", real_init))
+    monkeypatch.setattr(train.quantize, "write_bundle", counting("write", real_write))
+    monkeypatch.setattr(train.quantize, "load_bundle", counting("read", real_load))
+    quantize(digits_run.path, tmp_path / "b")
+    assert calls == {"interpreter": 1, "write": 1, "read": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+def test_a_negative_max_drop_is_a_usage_error_on_the_command_line(tmp_path):
+    from tests.conftest import assert_one_line_error, run_cli
+
+    result = run_cli("edgesight-train", "quantize", str(tmp_path), "--out", str(tmp_path / "b"), "--max-drop", "-1")
+    assert_one_line_error(result, 64, "--max-drop must be within 0..100 accuracy points (got -1)")
