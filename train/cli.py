@@ -148,12 +148,16 @@ def _baseline(args: argparse.Namespace) -> int:
 def _tune(args: argparse.Namespace) -> int:
     from train.tune import BEST_FILE, TRIALS_FILE, tune
 
-    result = tune(_fit_config(args, args.parser_defaults), args.out, args.trials, args.timeout)
+    result = tune(_fit_config(args, args.parser_defaults), args.out, args.trials, args.timeout, args.final_epochs)
     columns = list(result.trials[0]) if result.trials else []
     print("  ".join(f"{c:>14}" for c in columns))
     for row in result.trials:
         print("  ".join(f"{v:>14.6g}" if isinstance(v, float) else f"{v!s:>14}" for v in row.values()))
     print(f"best val accuracy {result.best_val_accuracy:.4f}; table in {args.out / TRIALS_FILE}")
+    print(
+        f"{args.out / BEST_FILE} sets epochs {result.final_epochs} for the full fit"
+        f" (the trials ran {result.best.epochs}; change it with --final-epochs or fit --epochs)"
+    )
     print(f"next: edgesight-train fit {args.data} --out RUN_DIR --config {args.out / BEST_FILE}")
     return EXIT_OK
 
@@ -272,8 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
         "tune",
         help="bounded hyperparameter search (Optuna): learning rate, width, augmentation, regularization",
         description="Run up to --trials short fits with settings drawn by Optuna's TPE sampler, scored by\n"
-        "validation accuracy. Writes OUT/trials.csv and OUT/best.json (for `fit --config`). Other fit flags\n"
-        "set what is not searched.",
+        "validation accuracy. Writes OUT/trials.csv and OUT/best.json (for `fit --config`, with the epochs\n"
+        "of a full fit: --final-epochs). Other fit flags set what is not searched; --epochs is per trial.",
         epilog="example:\n"
         "  edgesight-train tune data/digits --out runs/tune --trials 8 --epochs 10 --size 32 --flip none",
         formatter_class=HelpFormatter,
@@ -283,6 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--trials", type=int, default=10, help="most trials to run")
     tune.add_argument("--timeout", type=float, help="start no trial after this many seconds")
     tune.add_argument("--config", type=Path, help="JSON of base settings; flags given override it")
+    tune.add_argument(
+        "--final-epochs",
+        type=int,
+        help="epochs best.json sets for the full fit (default: the larger of --epochs and fit's default)",
+    )
     tune.set_defaults(handler=_tune, parser_defaults=_add_fit_flags(tune))
 
     for sub in (digits, fit, quantize, evaluate, baseline, tune):
