@@ -26,7 +26,7 @@ def write_video(run_dir: Path, bundle: Path, out: Path) -> int:
     run = load_run(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     video_path = out / "digits.mp4"
-    writer = cv2.VideoWriter(str(video_path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (FRAME_SIDE, FRAME_SIDE))
+    writer = cv2.VideoWriter(str(video_path), cv2.VideoWriter.fourcc(*"mp4v"), FPS, (FRAME_SIDE, FRAME_SIDE))
     if not writer.isOpened():
         raise EdgesightError(f"{video_path}: OpenCV cannot write MPEG-4 video here", EXIT_DATA)
     truth = []
