@@ -116,9 +116,13 @@ def calibration_figure(evaluation: Evaluation) -> Figure:
             )
             sparse_seen = True
     ax.set(
-        title="Reliability: accuracy by confidence", xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1)
+        title="Reliability: accuracy by confidence",
+        xlabel="confidence",
+        ylabel="accuracy",
+        xlim=(0, 1.02),
+        ylim=(-0.03, 1.03),  # points on the edges stay visible
     )
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="best", fontsize=8)  # away from the points, wherever they are
     return figure
 
 
