@@ -148,7 +148,7 @@ def test_a_collapsed_float_model_is_refused_with_its_table_and_no_bundle_is_writ
 
     import keras
 
-    from tests.conftest import assert_one_line_error, run_cli
+    from tests.helpers import assert_one_line_error, run_cli
 
     run = tmp_path / "run"
     shutil.copytree(digits_run.path, run)
@@ -201,7 +201,7 @@ def test_quantize_builds_one_interpreter_writes_the_bundle_once_and_reads_it_bac
 
 
 def test_a_negative_max_drop_is_a_usage_error_on_the_command_line(tmp_path):
-    from tests.conftest import assert_one_line_error, run_cli
+    from tests.helpers import assert_one_line_error, run_cli
 
     result = run_cli("edgesight-train", "quantize", str(tmp_path), "--out", str(tmp_path / "b"), "--max-drop", "-1")
     assert_one_line_error(result, 64, "--max-drop must be within 0..100 accuracy points (got -1)")

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 from train.config import DEFAULT_EPOCHS, FitConfig, config_from_dict
 from train.tune import best_settings, final_epochs
 
