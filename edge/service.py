@@ -111,7 +111,8 @@ def start(config: Config, state: LiveState, collect: bool = False) -> Live:
                 raise
             log.warning("%s; collecting without the model's suggestions", e)
     scene = scene_collecting(config, collect, classifier is not None)
-    teach = open_teach(config, needed=scene or (classifier is not None and config.dataloop is not None))
+    needed = scene or (classifier is not None and config.dataloop is not None)
+    teach = open_teach(config, needed) if needed or config.http is not None else None  # /label needs it too
     source = open_source(config.source, _model_size(classifier))
     origin = Origin(source.description, config.source.roi, state.device_id)
     make_collector(teach, config, origin, scene=scene, with_model=classifier is not None)
