@@ -5,13 +5,30 @@ from types import TracebackType
 from typing import IO, Any
 
 from edge.publish.base import Sink
-from edge.publish.http import Classify, HttpServer
+from edge.publish.http import Classify, HttpServer, read_token
 from edge.publish.jsonl import JsonlSink
 from edge.publish.mqtt import MqttSink
-from edge.publish.settings import HttpSettings, MqttSettings, OutputSettings
+from edge.publish.settings import HttpSettings, MqttSettings, OutputSettings, check
 from edge.publish.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
+
+
+def check_outputs(output: OutputSettings | None, mqtt: MqttSettings | None, http: HttpSettings | None) -> list[str]:
+    """Refuse what ``Outputs`` would refuse (settings, secret files, TLS files) without connecting or
+    listening; return what was checked, for ``edgesight check``."""
+    checked = []
+    if output is not None:
+        check(output, "output")
+        checked.append("jsonl " + ("stdout" if output.jsonl == "-" else output.jsonl))
+    if mqtt is not None:
+        MqttSink(mqtt)  # reads the password and the TLS files as the daemon does; connects only on start
+        checked.append(f"mqtt {mqtt.host}:{mqtt.port}")
+    if http is not None:
+        check(http, "http")
+        token = read_token(http)
+        checked.append(f"http {http.host}:{http.port}" + (" with a token" if token else ""))
+    return checked
 
 
 class Outputs:
