@@ -24,7 +24,9 @@ LABELS_FILE = "labels.txt"
 MODEL_FILE = "model.tflite"
 GOLDEN_DIR = "golden"
 TENSOR_DTYPES = ("int8", "uint8", "float32")
-SCORE_KINDS = ("probabilities", "logits")
+# What the model's output is; "auto" (look at it: softmax unless it already is a distribution) is for
+# plain .tflite models that do not say.
+SCORE_KINDS = ("probabilities", "logits", "auto")
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,10 @@ class Manifest:
     training: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.scores not in SCORE_KINDS:  # a manifest read from a file was checked with its key path already
+            raise ValueError(f"scores must be one of {', '.join(SCORE_KINDS)} (got {self.scores!r})")
 
 
 @dataclass(frozen=True)

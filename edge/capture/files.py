@@ -26,6 +26,7 @@ class ImageSource:
         self.max_pixels = max_pixels
         self.skipped = 0
         self.description = f"{len(paths)} images"
+        self.last_path: str | None = None
         self._next = 0
         self._delivered = 0
         self._reported: set[Path] = set()
@@ -54,6 +55,7 @@ class ImageSource:
                     log.warning("%s: %s, skipped%s", path, e, hint)
                 continue
             self._delivered += 1
+            self.last_path = str(path)
             return image
 
 

@@ -19,6 +19,16 @@ def test_manifest_round_trips_through_the_bundle(tmp_path):
     assert json.loads((bundle.path / "manifest.json").read_text())["schema_version"] == SCHEMA_VERSION
 
 
+@pytest.mark.parametrize("kind", ["probabilities", "logits", "auto"])
+def test_every_scores_kind_round_trips(tmp_path, kind):
+    assert load_bundle(written(tmp_path, scores=kind)).manifest.scores == kind
+
+
+def test_a_manifest_built_with_an_unknown_scores_kind_is_refused():
+    with pytest.raises(ValueError, match="scores must be one of probabilities, logits, auto"):
+        manifest(scores="odds")
+
+
 def test_rewriting_a_bundle_replaces_it_whole(tmp_path):
     written(tmp_path)
     bundle = written(tmp_path, labels=("a", "b"))
@@ -34,7 +44,7 @@ def test_rewriting_a_bundle_replaces_it_whole(tmp_path):
         (lambda d: d["input"].update(dtype="float16"), "input.dtype must be one of int8, uint8, float32"),
         (lambda d: d["input"].update(zero_point="0"), "input.zero_point must be an integer"),
         (lambda d: d.update(labels=[]), "labels must be a non-empty list"),
-        (lambda d: d.update(scores="odds"), "scores must be one of probabilities, logits"),
+        (lambda d: d.update(scores="odds"), "scores must be one of probabilities, logits, auto"),
         (lambda d: d.update(schema_version=SCHEMA_VERSION + 1), "newer than this edgesight reads"),
         (lambda d: d["golden"][0].pop("label"), "golden[0].label is missing"),
     ],
