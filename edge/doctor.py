@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.capture import v4l2_device
 from edge.capture.picamera import SCHEME as PICAMERA_SCHEME
 from edge.errors import EdgesightError
 from edge.runtime import EDGETPU_LIBRARY, available_runtimes
@@ -138,13 +139,6 @@ def diagnose(model: str | None = None, model_options: dict | None = None, source
     if model is not None:
         checks.append(check_model(model, **(model_options or {})))
     return checks
-
-
-def v4l2_device(uri: str) -> str:
-    """The device node a camera URI names (``0`` is ``/dev/video0``); empty for other sources."""
-    if uri.isdigit():
-        return f"/dev/video{uri}"
-    return uri if uri.startswith("/dev/video") else ""
 
 
 def render(checks: list[Check]) -> str:

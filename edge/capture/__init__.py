@@ -34,7 +34,9 @@ __all__ = [
     "SourceEndedError",
     "SourceLostError",
     "first_frame",
+    "is_camera",
     "open_source",
+    "v4l2_device",
 ]
 
 
@@ -81,6 +83,18 @@ def open_source(config: SourceConfig, model_size: tuple[int, int] = (224, 224)) 
             return ImageSource([path], config.loop, config.max_pixels)
         return VideoFileSource(str(path), config.loop, config.pace)
     raise EdgesightError(f"source {uri!r}: no such file, folder, camera index or stream URL", EXIT_NO_INPUT)
+
+
+def v4l2_device(uri: str) -> str:
+    """The device node a camera URI names (``0`` is ``/dev/video0``); empty for other sources."""
+    if uri.isdigit():
+        return f"/dev/video{uri}"
+    return uri if uri.startswith("/dev/video") else ""
+
+
+def is_camera(uri: str) -> bool:
+    """A V4L2 camera or the Pi camera: a device one program opens at a time."""
+    return bool(v4l2_device(uri)) or uri == PICAMERA_SCHEME or uri.startswith(PICAMERA_SCHEME + ":")
 
 
 def first_frame(source: Source) -> np.ndarray:
