@@ -311,3 +311,12 @@ def blank_png(width: int, height: int) -> bytes:
         + _png_chunk(b"IDAT", data)
         + _png_chunk(b"IEND", b"")
     )
+
+
+def render_template(template: str, payload: bytes) -> str:
+    """A Home Assistant MQTT value template rendered as Home Assistant does (Jinja2, sandboxed, with
+    ``value`` and ``value_json``); a null renders as ``None``, which Home Assistant reads as unknown."""
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    text = payload.decode()
+    return ImmutableSandboxedEnvironment().from_string(template).render(value=text, value_json=json.loads(text))

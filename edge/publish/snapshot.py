@@ -5,6 +5,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+SNAPSHOT_QUALITY = 80  # JPEG quality of the MQTT snapshot
 BAR_COLOR = (80, 175, 76)  # BGR green
 TEXT_COLOR = (255, 255, 255)
 PANEL_ALPHA = 0.55
