@@ -142,7 +142,9 @@ def reload_with_source(daemon, uri: str) -> dict:
     return get_json(daemon.url + "/api/status")
 
 
-def test_a_reload_onto_a_missing_file_or_a_silent_stream_is_refused_and_the_old_source_goes_on(daemon, tmp_path):
+def test_a_reload_onto_a_missing_file_or_a_silent_stream_is_refused_and_the_old_source_goes_on(
+    daemon, tmp_path, digits_dir
+):
     """Refused like a bad bundle: counted, shown in /api/status, and the old source and model keep classifying
     (the process does not end: an exit 0 would keep systemd's Restart=on-failure from starting it again)."""
     wait_for(lambda: (status_or_none(daemon.url + "/api/status") or {}).get("counters", {}).get("frames"), 60)
@@ -156,5 +158,8 @@ def test_a_reload_onto_a_missing_file_or_a_silent_stream_is_refused_and_the_old_
         assert daemon.poll() is None
     metrics = urllib.request.urlopen(daemon.url + "/metrics", timeout=5).read().decode()
     assert "edgesight_reload_failures_total 2.0" in metrics
+    document = reload_with_source(daemon, str(digits_dir / "7"))  # a source that works is swapped in
+    assert document["reload"]["ok"] is True
+    wait_for(lambda: get_json(daemon.url + "/api/result")["label"] == "7", what="results from the new source")
     daemon.send_signal(signal.SIGTERM)
     assert daemon.wait(30) == 0
