@@ -109,9 +109,16 @@ class Classifier:
             difference = float(np.abs(raw - expected).max()) * steps if raw.shape == expected.shape else np.inf
             label = self.manifest.labels[int(np.argmax(raw))]
             if label != sample.label or difference > tolerance:
+                # load_bundle has matched the file against its recorded sha256; older bundles record none.
+                cause = (
+                    "this runtime does not reproduce the bundle"
+                    if sample.sha256
+                    else "this runtime does not reproduce the bundle, or the file was edited (the bundle records"
+                    " no golden sha256 to tell: rebuild it with `edgesight-train quantize`)"
+                )
                 raise EdgesightError(
                     f"{path}: golden check failed (got {label!r}, expected {sample.label!r}, output differs by"
-                    f" {difference:.4g}); this runtime does not reproduce the bundle: refusing it",
+                    f" {difference:.4g}); {cause}: refusing it",
                     EXIT_DATA,
                 )
         return len(self.manifest.golden)

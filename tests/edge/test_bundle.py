@@ -1,9 +1,11 @@
+import hashlib
 import json
 
 import pytest
 
 from edge.bundle import (
     SCHEMA_VERSION,
+    GoldenSample,
     load_bundle,
     manifest_to_dict,
     read_manifest,
@@ -14,7 +16,8 @@ from tests.helpers import MODEL, edit_manifest, manifest, written
 
 def test_manifest_round_trips_through_the_bundle(tmp_path):
     bundle = load_bundle(written(tmp_path))
-    assert bundle.manifest == manifest()
+    png_sha256 = hashlib.sha256(b"png").hexdigest()
+    assert bundle.manifest == manifest(golden=(GoldenSample("golden/00_cat.png", "cat", (100.0, -100.0), png_sha256),))
     assert (bundle.path / "labels.txt").read_text() == "cat\ndog\n"
     assert json.loads((bundle.path / "manifest.json").read_text())["schema_version"] == SCHEMA_VERSION
 
@@ -77,6 +80,23 @@ def test_missing_golden_image_is_refused(tmp_path):
     (bundle / "golden" / "00_cat.png").unlink()
     with pytest.raises(EdgesightError, match="golden sample missing"):
         load_bundle(bundle)
+
+
+def test_an_edited_golden_file_is_named_as_a_modified_bundle_not_a_runtime_fault(tmp_path):
+    bundle = written(tmp_path)
+    (bundle / "golden" / "00_cat.png").write_bytes(b"png, edited")
+    with pytest.raises(EdgesightError) as edited:
+        load_bundle(bundle)
+    assert "golden/00_cat.png: golden sample changed since the bundle was written" in str(edited.value)
+    assert "the bundle was modified, not the runtime" in str(edited.value)
+    assert edited.value.exit_code == EXIT_DATA
+
+
+def test_a_bundle_written_before_golden_hashes_were_recorded_still_loads(tmp_path):
+    bundle = written(tmp_path)
+    edit_manifest(bundle, lambda d: [sample.pop("sha256") for sample in d["golden"]])
+    (bundle / "golden" / "00_cat.png").write_bytes(b"png, edited")  # nothing to tell it by: the golden check will
+    assert load_bundle(bundle).manifest.golden[0].sha256 == ""
 
 
 def test_missing_directory_and_non_bundle(tmp_path):
