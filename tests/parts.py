@@ -372,6 +372,7 @@ class Device:
         settings = HttpSettings(port=0, token_file=str(root / "http_token"))
         self.server = HttpServer(settings, LiveState(name), dataset=DatasetApi(self.labelling))
         self.server.start()
+        self.closed = False
         self.config = root / "edgesight.toml"
         port = self.server.url.rsplit(":", 1)[1]
         self.config.write_text(
@@ -390,4 +391,7 @@ class Device:
         return self.labelling.dataset.hashes()
 
     def close(self) -> None:
-        self.server.close()
+        """Stop serving, as a daemon that stops; closing again does nothing."""
+        if not self.closed:
+            self.closed = True
+            self.server.close()
