@@ -8,7 +8,8 @@ import sys
 from collections.abc import Callable
 from typing import IO, Any
 
-from edge.errors import EXIT_OK, EXIT_SOFTWARE, EdgesightError
+from edge import library_logs
+from edge.errors import EXIT_OK, EXIT_SOFTWARE, EXIT_USAGE, EdgesightError
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -17,7 +18,10 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 
 def add_logging_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--log-level", default="info", choices=("debug", "info", "warning", "error"), help="messages on stderr"
+        "--log-level",
+        default="info",
+        choices=("debug", "info", "warning", "error"),
+        help="messages on stderr; debug adds the libraries' own (TensorFlow, LiteRT, OpenCV, FFmpeg)",
     )
 
 
@@ -43,15 +47,13 @@ def stderr_is_journal() -> bool:
 
 
 def setup_logging(level: str) -> None:
-    # OpenCV prints its own warnings to stderr (a camera unplugged mid-read, a node V4L2 cannot open);
-    # ours already say what happened, so its lines are library noise unless debugging. Read on its first log.
-    os.environ.setdefault("OPENCV_LOG_LEVEL", "WARNING" if level == "debug" else "ERROR")
     handler = logging.StreamHandler(sys.stderr)
     if stderr_is_journal():
         handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
+    library_logs.quiet(level)
 
 
 def write_json_line(record: dict[str, Any], stream: IO[str]) -> None:
@@ -61,7 +63,11 @@ def write_json_line(record: dict[str, Any], stream: IO[str]) -> None:
 
 def run_main(prog: str, parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     """Parse, dispatch to ``args.handler``, and turn expected failures into one line and an exit code."""
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        # argparse has printed the usage and exits 2 on a mistake; scripts and the README expect EX_USAGE.
+        return EXIT_USAGE if e.code == 2 else int(e.code or 0)
     setup_logging(args.log_level)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:

@@ -4,7 +4,12 @@ smooth, publish results until the source ends or the stop event is set (SIGINT/S
 Results go to the configured outputs (JSON lines, MQTT, HTTP) and to ``emit`` when given. systemd
 hears READY=1 once the model passed its golden check and the first frame is classified, WATCHDOG=1
 only while frames are classified, and STATUS= lines. The ``reload`` event (SIGHUP) re-reads the
-config and swaps the model only after the new bundle passed every check in a child process.
+config and prepares the new model (checked in a child process) and source in a thread of its own while
+the old model goes on classifying; they are swapped in only once all of it succeeded.
+
+Without a model (none configured, none deployed yet, or `edgesight collect`) the daemon collects:
+every frame is offered to the teach loop's collector (``edge.collect``) instead of being classified,
+and READY and the watchdog follow the frames taken.
 """
 
 import logging
@@ -13,180 +18,251 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from edge.capture import CaptureThread, FrameMailbox, SourceEndedError, open_source
-from edge.capture.base import Frame
-from edge.capture.thread import Backoff
+from edge.capture import Backoff, Capture, Frame, Source, SourceEndedError, first_frame, is_camera, open_source
 from edge.classifier import Classifier, load_classifier
-from edge.config import Config, SourceConfig, load_config
-from edge.dataloop import DataLoop
+from edge.collect.burst import LiveFrame
+from edge.collect.collector import Origin, Suggestion
+from edge.collect.daemon import (
+    COLLECT_MAX_FPS,
+    COLLECT_SIZE,
+    Teach,
+    make_collector,
+    model_wanted,
+    open_teach,
+    scene_collecting,
+    store_settings,
+)
+from edge.config import CollectConfig, Config, SourceConfig, load_config
 from edge.errors import EXIT_CONFIG, EdgesightError
-from edge.health import Health, HealthSnapshot
+from edge.postprocess import Classification
 from edge.publish.outputs import Outputs
 from edge.publish.settings import default_device_id
-from edge.publish.telemetry import Telemetry
-from edge.results import ResultFilter, thresholded
+from edge.result import Result, Smoothed
+from edge.smoothing import ResultFilter
+from edge.state import LiveState, ModelInfo, Snapshot
 from edge.systemd import Notifier
 from edge.verify import verify_in_child
 
 log = logging.getLogger(__name__)
 
 TAKE_TIMEOUT_S = 0.5  # how often the loop wakes without frames, to notice stop and reload requests
-JOIN_TIMEOUT_S = 10.0  # a capture thread stuck in a driver call is abandoned (it is a daemon thread)
 HEALTH_LOG_INTERVAL_S = 60.0  # a line of counters in the log, so a journal shows how the daemon fares
 STATUS_INTERVAL_S = 5.0  # how often systemd's STATUS= line is refreshed
 
 
-class Capture:
-    """A source's capture thread and the mailbox it fills, started and stopped together."""
-
-    def __init__(self, config: SourceConfig, model_size: tuple[int, int], health: Health) -> None:
-        self.source = open_source(config, model_size)
-        self.mailbox = FrameMailbox()
-        self._stop = threading.Event()  # its own: it ends when the loop ends, by signal, end, error or reload
-        backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
-        self.thread = CaptureThread(self.source, self.mailbox, health, self._stop, backoff)
-        self.thread.start()
-
-    def take(self, timeout: float) -> Frame | None:
-        return self.mailbox.take(timeout)
-
-    def close(self) -> None:
-        self._stop.set()
-        self.mailbox.close()
-        self.thread.join(JOIN_TIMEOUT_S)
-        if self.thread.is_alive():
-            log.warning("the capture thread did not stop within %.0f s; leaving it behind", JOIN_TIMEOUT_S)
-
-
 @dataclass
 class Live:
-    """What a config makes live; a reload replaces the parts whose settings changed."""
+    """What a config makes live; a reload replaces the parts whose settings changed. Without a model
+    (``classifier`` None) the daemon only collects."""
 
     config: Config
-    classifier: Classifier
-    results: ResultFilter
-    dataloop: DataLoop | None
+    classifier: Classifier | None
+    model: ModelInfo | None
+    results: ResultFilter | None
     capture: Capture
+    origin: Origin
+    collect: bool  # `edgesight collect`: the model is optional and frames are always collected
+    teach: Teach | None
+
+    @property
+    def name(self) -> str:
+        return self.classifier.name if self.classifier else "collecting without a model"
+
+    @property
+    def scene(self) -> bool:
+        return scene_collecting(self.config, self.collect, self.classifier is not None)
+
+    def report_to(self, state: LiveState) -> None:
+        """Tell the live state what is live now."""
+        state.set_model(self.model)
+        collector = self.teach.collector if self.teach else None
+        state.set_collector(collector, self.scene and collector is not None)
 
 
-def load_model(config: Config, health: Health, telemetry: Telemetry) -> Classifier:
-    """Load the model and re-run its golden samples; publish what is live."""
+def load_model(config: Config) -> tuple[Classifier, ModelInfo]:
+    """Load the model and re-run its golden samples."""
+    assert config.model is not None, "model_wanted() says whether there is one"
     classifier = load_classifier(config.model)
     checked = classifier.golden_check()
     describe = classifier.describe()
-    health.update(model=describe | {"golden_checked": checked})
-    telemetry.set_model(
-        classifier.manifest.name,
-        classifier.manifest.version,
-        sha256=str(describe.get("sha256", "")),
-        runtime=str(describe.get("runtime", "")),
-        labels=classifier.manifest.labels,
+    manifest = classifier.manifest
+    model = ModelInfo(
+        manifest.name,
+        manifest.version,
+        sha256=manifest.model_sha256,
+        runtime=str(describe["runtime"]),
+        labels=manifest.labels,
+        golden_checked=checked,
+        fast_preprocessing=bool(describe["fast_preprocessing"]),
     )
     log.info("model %s ready (%d golden samples agree)", classifier.name, checked)
-    return classifier
+    return classifier, model
 
 
-def start(config: Config, health: Health, telemetry: Telemetry) -> Live:
-    classifier = load_model(config, health, telemetry)
-    return Live(
+def start(config: Config, state: LiveState, collect: bool = False) -> Live:
+    classifier, model = None, None
+    if model_wanted(config, collect):
+        try:
+            classifier, model = load_model(config)
+        except EdgesightError as e:
+            if not collect:
+                raise
+            log.warning("%s; collecting without the model's suggestions", e)
+    scene = scene_collecting(config, collect, classifier is not None)
+    needed = scene or (classifier is not None and config.dataloop is not None)
+    teach = open_teach(config, needed) if needed or config.http is not None else None  # /label needs it too
+    source = open_source(config.source, _model_size(classifier))
+    origin = Origin(source.description, config.source.roi, state.device_id)
+    make_collector(teach, config, origin, scene=scene, with_model=classifier is not None)
+    live = Live(
         config,
         classifier,
-        ResultFilter(config.results, classifier.manifest.labels),
-        DataLoop(config.dataloop) if config.dataloop.dir else None,
-        Capture(config.source, _model_size(classifier), health),
+        model,
+        ResultFilter(config.results, classifier.manifest.labels) if classifier else None,
+        _capture(source, config.source, state),
+        origin,
+        collect,
+        teach,
     )
+    live.report_to(state)
+    return live
 
 
-def _model_size(classifier: Classifier) -> tuple[int, int]:
+def _capture(source: Source, config: SourceConfig, state: LiveState) -> Capture:
+    """``source`` read by its own thread from now on."""
+    return Capture(source, state, Backoff(config.reconnect_min_s, config.reconnect_max_s))
+
+
+def _model_size(classifier: Classifier | None) -> tuple[int, int]:
+    if classifier is None:
+        return COLLECT_SIZE
     spec = classifier.manifest.preprocess
     return spec.width, spec.height
 
 
-def reload_live(live: Live, config_path: Path, health: Health, telemetry: Telemetry) -> Live:
-    """The config and model read again; the new bundle is checked in a child first, so a corrupt
-    flatbuffer can only crash the child. Raises ``EdgesightError`` and leaves ``live`` untouched on failure."""
+@dataclass(frozen=True)
+class Prepared:
+    """A reload made ready beside the loop: everything slow is done, so swapping it in is quick."""
+
+    config: Config
+    classifier: Classifier | None  # None: collecting without a model
+    model: ModelInfo | None
+    source: Source | None  # a new source to read, shown to answer; None: the live capture stays
+
+
+def prepare_reload(live: Live, config_path: Path) -> Prepared:
+    """Read the config again, check the new bundle in a child (a corrupt flatbuffer can only crash the
+    child), load it and run its golden samples, and open a changed source and read a frame from it.
+
+    Runs in its own thread while the old model goes on classifying; raises ``EdgesightError`` when the
+    reload must be refused, and then nothing live has been touched.
+    """
     config = load_config(config_path)
-    if Path(config.model.path).is_dir():
-        verify_in_child(Path(config.model.path).resolve())  # named by its version, not by `current`
-    classifier = load_model(config, health, telemetry)
-    new = replace(live, config=config, classifier=classifier)
-    if config.results != live.config.results or classifier.manifest.labels != live.classifier.manifest.labels:
-        new.results = ResultFilter(config.results, classifier.manifest.labels)
-    if config.dataloop != live.config.dataloop:
-        new.dataloop = DataLoop(config.dataloop) if config.dataloop.dir else None
+    classifier, model = None, None
+    if model_wanted(config, live.collect):
+        assert config.model is not None
+        if Path(config.model.path).is_dir():
+            verify_in_child(Path(config.model.path).resolve())  # named by its version, not by `current`
+        classifier, model = load_model(config)
+    source = None
     if config.source != live.config.source or _model_size(classifier) != _model_size(live.classifier):
+        source = open_source(config.source, _model_size(classifier))  # a missing file fails here
+        # The same camera cannot be opened a second time while it is read: it is reopened with the new settings.
+        if not (config.source.uri == live.config.source.uri and is_camera(config.source.uri)):
+            # A stream or camera that does not answer within timeout_s is refused. A second source object,
+            # so the one that goes live starts afresh (an image folder at its first image).
+            first_frame(open_source(config.source, _model_size(classifier)))
+    return Prepared(config, classifier, model, source)
+
+
+def apply_reload(live: Live, prepared: Prepared, state: LiveState) -> Live:
+    """What ``prepare_reload`` made ready, made live; the caller swaps it in under the interpreter lock."""
+    config, classifier = prepared.config, prepared.classifier
+    new = replace(live, config=config, classifier=classifier, model=prepared.model)
+    if classifier is None:
+        new.results = None
+    elif (
+        live.results is None
+        or config.results != live.config.results
+        or live.results.labels != classifier.manifest.labels
+    ):
+        new.results = ResultFilter(config.results, classifier.manifest.labels)
+    if prepared.source is not None:
         live.capture.close()
-        new.capture = Capture(config.source, _model_size(classifier), health)
+        new.capture = _capture(prepared.source, config.source, state)
+        new.origin = Origin(prepared.source.description, config.source.roi, state.device_id)
+    teach = (config.collect, config.dataloop, new.origin, classifier is None)
+    if teach != (live.config.collect, live.config.dataloop, live.origin, live.classifier is None):
+        make_collector(new.teach, config, new.origin, scene=new.scene, with_model=classifier is not None)
     for section in ("output", "mqtt", "http"):
         if getattr(config, section) != getattr(live.config, section):
             log.warning("[%s] changed: it takes effect when the service restarts", section)
+    if store_settings(config) != store_settings(live.config):
+        log.warning("[collect] state_dir or max_mb changed: it takes effect when the service restarts")
+    new.report_to(state)
     return new
 
 
-class Publisher:
-    """Where each result goes: the outputs, telemetry, ``emit``; and the health that telemetry mirrors."""
+class PendingReload:
+    """``prepare_reload`` in its own thread; ``done`` is set when ``outcome`` holds what it made or raised."""
 
-    def __init__(self, telemetry: Telemetry, outputs: Outputs, emit: Callable[[dict], None] | None) -> None:
-        self.telemetry, self.outputs, self.emit = telemetry, outputs, emit
-        self._dropped = 0
+    def __init__(self, live: Live, config_path: Path) -> None:
+        self.outcome: Prepared | Exception | None = None
+        self.done = threading.Event()
+        threading.Thread(target=self._prepare, args=(live, config_path), name="reload", daemon=True).start()
 
-    def result(self, image: np.ndarray, record: dict[str, Any]) -> None:
-        self.outputs.submit(record)
-        self.telemetry.on_result(image, record, record["frame_age_ms"], record["latency_ms"])
-        if self.emit is not None:
-            self.emit(record)
-
-    def mirror(self, snapshot: HealthSnapshot) -> None:
-        """Source state and lost frames from the capture side into telemetry (healthz, metrics, stats)."""
-        lost = snapshot.frames_dropped + snapshot.frames_skipped
-        if lost > self._dropped:
-            self.telemetry.on_drop(lost - self._dropped)
-            self._dropped = lost
-        state = snapshot.source_state
-        reason = state if not snapshot.source_error or state == "open" else f"{state}: {snapshot.source_error}"
-        self.telemetry.set_source_state(state == "open", reason)
+    def _prepare(self, live: Live, config_path: Path) -> None:
+        try:
+            self.outcome = prepare_reload(live, config_path)
+        except Exception as e:  # reported by the loop; the old model keeps running whatever went wrong
+            self.outcome = e
+        finally:
+            self.done.set()
 
 
 def run(
     config: Config,
     stop: threading.Event,
-    emit: Callable[[dict], None] | None = None,
-    health: Health | None = None,
+    emit: Callable[[Result], None] | None = None,
+    state: LiveState | None = None,
     *,
     notifier: Notifier | None = None,
     reload: threading.Event | None = None,
     config_path: Path | None = None,
-) -> HealthSnapshot:
-    """Classify the configured source's frames; return the final health."""
-    health = health or Health()
+    collect: bool = False,
+) -> Snapshot:
+    """Classify the configured source's frames (``collect``: collect them for labelling, with the model's
+    suggestions when one is deployed); return the final state."""
+    state = state or LiveState(config.mqtt.resolved_device_id() if config.mqtt else default_device_id())
     notifier = notifier or Notifier({})
-    telemetry = Telemetry(config.mqtt.resolved_device_id() if config.mqtt else default_device_id())
     notifier.status("loading the model")
-    live = start(config, health, telemetry)
+    live = start(config, state, collect)
     lock = threading.Lock()  # the interpreter serves the loop and POST /api/classify, one call at a time
 
-    def classify(image: np.ndarray) -> dict[str, Any]:
+    def classify(image: np.ndarray) -> Classification:
         with lock:
-            return live.classifier.classify(image).to_json()
+            if live.classifier is None:
+                raise EdgesightError("no model loaded to classify with")
+            return live.classifier.classify(image).thresholded(live.config.results.threshold)
 
     try:
         outputs = Outputs(
-            telemetry,
+            state,
             output=config.output if config.output.jsonl else None,
             mqtt=config.mqtt,
             http=config.http,
             classify=classify,
+            dataset=live.teach.api((config.collect or CollectConfig()).jpeg_quality) if live.teach else None,
         )
     except BaseException:  # a port in use, a missing secret: stop the capture before the error goes up
         live.capture.close()
         raise
-    publisher = Publisher(telemetry, outputs, emit)
     notifier.status(f"waiting for the first frame from {live.capture.source.description}")
     ready = False
+    pending: PendingReload | None = None
     next_report = time.monotonic() + HEALTH_LOG_INTERVAL_S
     next_status = next_watchdog = 0.0
     watchdog_period = (notifier.watchdog_seconds or 0) / 3
@@ -194,13 +270,19 @@ def run(
     try:
         while not stop.is_set():
             now = time.monotonic()
-            publisher.mirror(health.snapshot())
             if now >= next_report:
-                log.info("%s", health.snapshot().summary())
+                log.info("%s", state.snapshot().summary())
                 next_report = now + HEALTH_LOG_INTERVAL_S
-            if reload is not None and reload.is_set():
+            if pending is None and reload is not None and reload.is_set():
                 reload.clear()
-                live = _reload(live, config_path or Path(), health, telemetry, notifier, lock)
+                notifier.reloading(time.monotonic_ns() // 1000)
+                log.info("reload requested: reading %s", config_path)
+                pending = PendingReload(live, config_path or Path())
+            if pending is not None and pending.done.is_set():
+                new = _finish_reload(live, pending.outcome, state, notifier)
+                with lock:  # POST /api/classify reads `live` under the lock
+                    live = new
+                pending = None
             try:
                 frame = live.capture.take(TAKE_TIMEOUT_S)
             except SourceEndedError:
@@ -208,85 +290,90 @@ def run(
             if frame is None:
                 continue
             started = time.monotonic()
-            with lock:
-                image, record, changed = _classify(live, frame)
-            publisher.result(image, record)
-            health.count(frames_classified=1)
-            health.update(last_result=record, latency_ms=record["latency_ms"], frame_age_ms=record["frame_age_ms"])
-            if live.dataloop is not None and live.dataloop.offer(image, record, record["score"], changed):
-                health.update(dataloop_saved=live.dataloop.saved, dataloop_removed=live.dataloop.removed)
+            image = crop(frame.image, live.config.source.roi)
+            suggestion = None
+            if live.classifier is not None:
+                with lock:
+                    result = _classify(live, frame, image)
+                outputs.submit(result)
+                state.on_result(result, image)
+                if emit is not None:
+                    emit(result)
+                suggestion = Suggestion(result.topk, live.model.title if live.model else "", result.state_changed)
+            else:
+                state.on_frame(image)
+            _teach(live, frame, image, suggestion)
             now = time.monotonic()
             if not ready:
                 ready = True
-                notifier.ready(_status(live, telemetry))
+                notifier.ready(state.snapshot().status_line())
                 next_status = now + STATUS_INTERVAL_S
             elif now >= next_status:
-                notifier.status(_status(live, telemetry))
+                notifier.status(state.snapshot().status_line())
                 next_status = now + STATUS_INTERVAL_S
             if now >= next_watchdog:  # fed only here: a hung camera or runtime starves it
                 notifier.watchdog()
                 next_watchdog = now + watchdog_period
-            interval = 1.0 / live.config.source.max_fps if live.config.source.max_fps else 0.0
+            max_fps = live.config.source.max_fps or (COLLECT_MAX_FPS if live.classifier is None else 0.0)
+            interval = 1.0 / max_fps if max_fps else 0.0
             if interval and stop.wait(max(0.0, started + interval - time.monotonic())):
                 break
     finally:
         notifier.stopping()
         live.capture.close()
         outputs.close()
-    final = health.snapshot()
+    final = state.snapshot()
     log.info("%s", final.summary())
     return final
 
 
-def _classify(live: Live, frame: Frame) -> tuple[np.ndarray, dict[str, Any], bool]:
-    """One frame's result record, the image it was computed on, and whether the state changed."""
-    config = live.config
-    image = crop(frame.image, config.source.roi)
-    result = live.classifier.classify(image)
-    decision = live.results.update(result.probabilities)
-    record = {
-        "ts": round(frame.ts, 3),
-        "frame": frame.index,
-        **result.to_json(),
-        "frame_age_ms": round((time.monotonic() - frame.captured) * 1000, 1),
-        "state": decision.state,
-        "state_changed": decision.changed,
-    }
-    record["label"] = thresholded(result.label, result.score, config.results.threshold)
-    if config.results.smoothing != "none":
-        record["smoothed"] = {"label": decision.label, "score": round(decision.score, 4)}
-    return image, record, decision.changed
-
-
-def _reload(
-    live: Live, config_path: Path, health: Health, telemetry: Telemetry, notifier: Notifier, lock: threading.Lock
-) -> Live:
-    """Apply a reload request; on any failure the old model keeps running and the failure is reported."""
-    notifier.reloading(time.monotonic_ns() // 1000)
-    log.info("reload requested: reading %s", config_path)
-    try:
-        with lock:
-            new = reload_live(live, config_path, health, telemetry)
-    except EdgesightError as e:
-        log.error("reload refused, %s keeps running: %s", live.classifier.name, e)
-        health.update(reload_error=str(e))
-        telemetry.on_reload(False, str(e))
-        notifier.ready(f"reload refused ({e}); {_status(live, telemetry)}")
-        return live
-    log.info("reloaded: %s is live", new.classifier.name)
-    health.update(reload_error="")
-    telemetry.on_reload(True, f"{new.classifier.name} is live")
-    notifier.ready(_status(new, telemetry))
-    return new
-
-
-def _status(live: Live, telemetry: Telemetry) -> str:
-    stats = telemetry.stats()
-    last = telemetry.latest_result() or {}
-    return (
-        f"{live.classifier.name}: {stats['fps']:.1f} fps, {stats['frames']} frames, last "
-        f"{last.get('label')} {last.get('score', 0):.2f}; source {live.capture.source.description}"
+def _classify(live: Live, frame: Frame, image: np.ndarray) -> Result:
+    """The result for ``image`` (the frame cropped to the roi), thresholded and smoothed."""
+    config = live.config.results
+    assert live.classifier is not None and live.results is not None
+    classification = live.classifier.classify(image)
+    decision = live.results.update(classification.probabilities)
+    answer = classification.thresholded(config.threshold)
+    result = Result(
+        ts=frame.ts,
+        frame=frame.index,
+        path=frame.path,
+        label=answer.label,
+        score=answer.score,
+        topk=answer.topk,
+        latency_ms=answer.latency_ms,
+        frame_age_ms=(time.monotonic() - frame.captured) * 1000,
+        state=decision.state,
+        state_changed=decision.changed,
+        smoothed=Smoothed(decision.label, decision.score) if config.smoothing != "none" else None,
     )
+    return result
+
+
+def _teach(live: Live, frame: Frame, image: np.ndarray, suggestion: Suggestion | None) -> None:
+    """The frame for bursts and "capture now", and offered to the collector."""
+    if live.teach is None:
+        return
+    live.teach.frames.publish(LiveFrame(image, frame.ts, frame.index, live.origin, suggestion))
+    if live.teach.collector is not None:
+        live.teach.collector.offer(image, frame.ts, frame.index, suggestion)
+
+
+def _finish_reload(live: Live, outcome: Prepared | Exception | None, state: LiveState, notifier: Notifier) -> Live:
+    """Swap in a prepared reload; on any failure the old model keeps running and the refusal is reported."""
+    if isinstance(outcome, Prepared):
+        new = apply_reload(live, outcome, state)
+        log.info("reloaded: %s is live", new.name)
+        state.on_reload(True, f"{new.name} is live")
+        notifier.ready(state.snapshot().status_line())
+        return new
+    if isinstance(outcome, EdgesightError):
+        log.error("reload refused, %s keeps running: %s", live.name, outcome)
+    else:
+        log.error("reload failed, %s keeps running; please report it", live.name, exc_info=outcome)
+    state.on_reload(False, str(outcome))
+    notifier.ready(f"reload refused ({outcome}); {state.snapshot().status_line()}")
+    return live
 
 
 def crop(image: np.ndarray, roi: tuple[int, ...]) -> np.ndarray:

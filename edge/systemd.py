@@ -1,4 +1,4 @@
-"""The sd_notify protocol in a few lines: READY, STATUS, WATCHDOG, RELOADING and STOPPING to systemd.
+"""The sd_notify protocol in a few lines: READY, STATUS, WATCHDOG and STOPPING to systemd.
 
 Sent from the main process itself: with ``User=`` set, systemd rejects notifications from children
 under ``NotifyAccess=main``. Outside systemd (no ``$NOTIFY_SOCKET``) every call is a no-op. The socket
@@ -11,16 +11,12 @@ import logging
 import os
 import socket
 import time
-
-from edge.verify import VERIFY_TIMEOUT_SECONDS
+from collections.abc import Mapping
 
 log = logging.getLogger(__name__)
 
 # How long READY, RELOADING and STOPPING wait for room in the manager's queue before they are dropped.
 STATE_SEND_WAIT_S = 1.0
-# The watchdog while a reload runs: the loop waits for the new bundle's check in a child (up to
-# VERIFY_TIMEOUT_SECONDS) and its load instead of classifying, which on a slow Pi can outlast WatchdogSec=.
-RELOAD_WATCHDOG_S = VERIFY_TIMEOUT_SECONDS + 60
 
 
 class Notifier:
@@ -38,7 +34,6 @@ class Notifier:
             self._address = address
         self.watchdog_seconds = _watchdog_seconds(env)
         self.dropped = 0
-        self._watchdog_stretched = False
 
     @property
     def enabled(self) -> bool:
@@ -67,11 +62,7 @@ class Notifier:
         return False
 
     def ready(self, status: str) -> None:
-        fields = ["READY=1", f"STATUS={status}"]
-        if self._watchdog_stretched and self.watchdog_seconds:  # a reload is over: back to WatchdogSec=
-            fields += ["WATCHDOG=1", f"WATCHDOG_USEC={round(self.watchdog_seconds * 1_000_000)}"]
-            self._watchdog_stretched = False
-        self.send(*fields, wait_s=STATE_SEND_WAIT_S)
+        self.send("READY=1", f"STATUS={status}", wait_s=STATE_SEND_WAIT_S)
 
     def status(self, status: str) -> None:
         self.send(f"STATUS={status}")
@@ -80,12 +71,7 @@ class Notifier:
         self.send("WATCHDOG=1")
 
     def reloading(self, monotonic_usec: int) -> None:
-        """RELOADING=1; with a watchdog, stretched to ``RELOAD_WATCHDOG_S`` until the next ``ready``."""
-        fields = ["RELOADING=1", f"MONOTONIC_USEC={monotonic_usec}"]
-        if self.watchdog_seconds:
-            fields += ["WATCHDOG=1", f"WATCHDOG_USEC={RELOAD_WATCHDOG_S * 1_000_000}"]
-            self._watchdog_stretched = True
-        self.send(*fields, wait_s=STATE_SEND_WAIT_S)
+        self.send("RELOADING=1", f"MONOTONIC_USEC={monotonic_usec}", wait_s=STATE_SEND_WAIT_S)
 
     def stopping(self) -> None:
         self.send("STOPPING=1", wait_s=STATE_SEND_WAIT_S)
@@ -96,7 +82,7 @@ class Notifier:
             self._socket = None
 
 
-def _watchdog_seconds(env: dict[str, str]) -> float | None:
+def _watchdog_seconds(env: Mapping[str, str]) -> float | None:
     """The watchdog period systemd expects (``WatchdogSec=``), if it is meant for this process."""
     usec = env.get("WATCHDOG_USEC")
     pid = env.get("WATCHDOG_PID")

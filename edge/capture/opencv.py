@@ -1,6 +1,9 @@
 """Live sources through OpenCV: V4L2/USB cameras and network streams (RTSP, HTTP MJPEG) via FFmpeg."""
 
 import logging
+import os
+import socket
+import urllib.parse
 from pathlib import Path
 
 import cv2
@@ -45,21 +48,17 @@ class CameraSource(_Capture):
         self.timeout_ms = int(timeout_s * 1000)
         self.skipped = 0
         self.description = f"camera {device}"
-        self.node = device if isinstance(device, str) else f"/dev/video{device}"
+        self.node = f"/dev/video{device}" if isinstance(device, int) else device
         self._capture: cv2.VideoCapture | None = None
 
-    def presence(self) -> tuple[int, ...] | None:
-        """The device node's identity and permissions, None while it is absent. Cheap (one stat), so the
-        capture thread looks between reopen attempts and retries as soon as it changes: a re-plugged
-        camera, or udev granting the video group access to the new node."""
-        try:
-            st = Path(self.node).stat()
-        except OSError:
-            return None
-        return st.st_ino, st.st_rdev, st.st_mode, st.st_uid, st.st_gid, st.st_ctime_ns
+    def reachable(self) -> bool:
+        """The device node exists and this user may open it. It vanishes while a USB camera is unplugged,
+        and comes back owned by root until udev hands it to group video a moment later: the camera is
+        back only then, and an attempt in between would leave the next one to the backoff."""
+        return os.access(self.node, os.R_OK | os.W_OK)
 
     def open(self) -> None:
-        if self.presence() is None:
+        if not Path(self.node).exists():
             raise SourceLostError(f"{self.description} is not there ({self.node} is missing: unplugged?)")
         capture = cv2.VideoCapture(self.device, cv2.CAP_V4L2)
         if not capture.isOpened():
@@ -67,7 +66,7 @@ class CameraSource(_Capture):
             raise SourceLostError(f"{self.description} cannot be opened (unplugged, or in use by another program?)")
         # The pixel format goes first: many UVC cameras offer their higher sizes and rates only as MJPG.
         if self.fourcc:
-            capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*self.fourcc))
+            capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*self.fourcc))
         if self.width and self.height:
             capture.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
             capture.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
@@ -92,6 +91,9 @@ class StreamSource(_Capture):
         self.description = f"stream {redact(url)}"
         self._capture: cv2.VideoCapture | None = None
 
+    def reachable(self) -> bool | None:
+        return tcp_reachable(self.url)
+
     def open(self) -> None:
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, self.timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, self.timeout_ms]
         capture = cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, params)
@@ -99,6 +101,28 @@ class StreamSource(_Capture):
             capture.release()
             raise SourceLostError(f"{self.description} cannot be opened")
         self._capture = capture
+
+
+# Ports of the stream schemes that go over TCP; udp:// has no connection to try.
+DEFAULT_PORTS = {"http": 80, "https": 443, "rtsp": 554, "rtsps": 322, "rtmp": 1935}
+PROBE_TIMEOUT_S = 0.5
+
+
+def tcp_reachable(url: str) -> bool | None:
+    """Whether the URL's host accepts a TCP connection: a cheap sign that a stream may be back.
+    None when the URL has no TCP port to try."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:  # a port out of range: let the real open say so
+        return None
+    if not parts.hostname or port is None:
+        return None
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=PROBE_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
 
 
 def redact(url: str) -> str:

@@ -3,8 +3,7 @@ import socket
 
 import pytest
 
-from edge.systemd import RELOAD_WATCHDOG_S, Notifier
-from edge.verify import VERIFY_TIMEOUT_SECONDS
+from edge.systemd import Notifier
 
 
 @pytest.fixture
@@ -27,29 +26,6 @@ def test_ready_and_status_reach_the_notify_socket(notify_socket):
     notifier.stopping()
     assert server.recv(4096) == b"STOPPING=1"
     notifier.close()
-
-
-def test_a_reload_stretches_the_watchdog_until_ready(notify_socket):
-    """The loop waits for the new bundle's check instead of classifying: systemd's watchdog must not
-    kill a reload that takes longer than WatchdogSec=, and is back to it once the reload is over."""
-    server, path = notify_socket
-    notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "30000000", "WATCHDOG_PID": str(os.getpid())})
-    notifier.reloading(123)
-    assert server.recv(4096).decode().split("\n") == [
-        "RELOADING=1", "MONOTONIC_USEC=123", "WATCHDOG=1", f"WATCHDOG_USEC={RELOAD_WATCHDOG_S * 1_000_000}",
-    ]  # fmt: skip
-    assert RELOAD_WATCHDOG_S > VERIFY_TIMEOUT_SECONDS
-    notifier.ready("reloaded")
-    restored = ["READY=1", "STATUS=reloaded", "WATCHDOG=1", "WATCHDOG_USEC=30000000"]
-    assert server.recv(4096).decode().split("\n") == restored
-    notifier.ready("again")  # only the first READY after a reload restores it
-    assert server.recv(4096).decode().split("\n") == ["READY=1", "STATUS=again"]
-
-
-def test_without_a_watchdog_a_reload_says_only_reloading(notify_socket):
-    server, path = notify_socket
-    Notifier({"NOTIFY_SOCKET": path}).reloading(5)
-    assert server.recv(4096).decode().split("\n") == ["RELOADING=1", "MONOTONIC_USEC=5"]
 
 
 def test_abstract_namespace_address():

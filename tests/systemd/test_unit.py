@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.publish.http import MAX_CONNECTIONS
+from edge.publish.server import HANDLER_THREADS
 
 SYSTEMD = Path(__file__).resolve().parents[2] / "systemd"
 UNIT = SYSTEMD / "edgesight.service"
@@ -65,7 +65,7 @@ def test_the_unit_keeps_what_the_daemon_relies_on():
     assert re.search(r"^WatchdogSec=\d+s$", text, re.MULTILINE)
     # More threads than the HTTP server's cap of connections leaves room for the rest of the daemon.
     tasks = int(re.search(r"^TasksMax=(\d+)$", text, re.MULTILINE).group(1))
-    assert tasks >= MAX_CONNECTIONS + 32
+    assert tasks >= HANDLER_THREADS + 48
     # The Coral's devices only through its drop-in, which install.sh adds where a Coral is plugged in.
     assert "char-usb_device" not in text and "char-apex" not in text
     coral = (SYSTEMD / "coral.conf").read_text().splitlines()

@@ -9,7 +9,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from tests.vm.vm import Vm
 
 CACHE = Path(os.environ.get("EDGESIGHT_VM_CACHE", ROOT / "build" / "vm"))

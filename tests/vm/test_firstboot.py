@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, bundle_copy, wait_for
+from tests.helpers import ROOT, bundle_copy, wait_for
 from tests.vm.guest import BUNDLES, CACHE, cgroup_memory, exposure, journal, show, wheels
 from tests.vm.vm import Vm, cached_image
 

@@ -21,8 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.publish.http import MAX_CONNECTIONS
-from tests.conftest import ROOT, bundle_copy, wait_for
+from tests.helpers import ROOT, bundle_copy, digit_jpegs, wait_for
 from tests.vm.guest import BUNDLES, CACHE, checkout, epoch, exposure, journal, show, wheels
 from tests.vm.vm import Vm, cached_image
 
@@ -31,7 +30,7 @@ pytestmark = [pytest.mark.vm, pytest.mark.timeout(3600)]
 
 GUEST_SRC = "/home/pi/edgesight"
 RESULTS = "/var/log/edgesight/results.jsonl"
-WATCHDOG_S = 10  # shorter than any reload's check here: reloads must stretch it (WATCHDOG_USEC)
+WATCHDOG_S = 10  # shorter than a reload's check: the loop classifies on while a reload is prepared
 # The guest's service config: the network camera, JSON lines to a file, HTTP on loopback.
 CONFIG = f"""\
 [source]
@@ -51,8 +50,6 @@ port = 8080
 
 @pytest.fixture(scope="module")
 def payload(tmp_path_factory, digits_bundle, digits_dir) -> Path:
-    from tests.edge.test_service import digit_jpegs
-
     root = tmp_path_factory.mktemp("payload")
     checkout(root / "edgesight")
     frames = root / "frames"
@@ -209,11 +206,12 @@ print(json.dumps({"idle": idle, "most": most, "frames": frames() - start}))
 
 
 def test_a_flood_of_http_connections_stays_within_tasks_max(vm):
-    """60 idle connections, a thread each without the server's cap: the service keeps classifying, its
-    task count stays under the unit's TasksMax=, and the page answers once they go."""
+    """60 idle connections, which would take a thread each without the server's fixed pool: the service
+    keeps classifying, its task count stays put and under the unit's TasksMax=, and the page answers
+    once they go."""
     counts = json.loads(vm.ssh("python3 -", input=FLOOD, timeout=300).stdout)
     assert counts["most"] <= int(show(vm, "TasksMax")["TasksMax"]), counts
-    assert counts["most"] - counts["idle"] <= MAX_CONNECTIONS and counts["frames"] > 0, counts
+    assert counts["most"] - counts["idle"] <= 2 and counts["frames"] > 0, counts
     assert guest_json(vm, "/api/result")["label"] == "4"
 
 

@@ -3,6 +3,7 @@ classification of uploads, the bearer token, and the page in headless Chromium."
 
 import errno
 import json
+import logging
 import os
 import shutil
 import socket
@@ -12,7 +13,7 @@ import subprocess
 import threading
 import time
 import urllib.request
-import zlib
+from concurrent.futures import ThreadPoolExecutor
 from urllib.error import HTTPError
 
 import cv2
@@ -21,11 +22,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge.errors import EXIT_CONFIG, EdgesightError
-from edge.publish.http import MAX_CONNECTIONS, HttpServer
+from edge.postprocess import Classification
+from edge.publish.http import HttpServer
 from edge.publish.jsonl import JsonlSink
 from edge.publish.settings import HttpSettings, OutputSettings
-from edge.publish.telemetry import Telemetry
-from tests.conftest import wait_for
+from edge.result import Result
+from edge.state import LiveState, ModelInfo
+from tests.helpers import png_claiming, wait_for
 
 
 def request(url: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, dict, bytes]:
@@ -43,55 +46,79 @@ def png_bytes(image: np.ndarray) -> bytes:
     return data.tobytes()
 
 
-def png_claiming(width: int, height: int) -> bytes:
-    """A tiny PNG whose header declares a huge image: a decompression bomb's opening."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
-    return b"\x89PNG\r\n\x1a\n" + chunk
-
-
-def never(_image: np.ndarray) -> dict:
+def never(_image: np.ndarray) -> Classification:
     pytest.fail("a refused upload reached the model")
+
+
+def fake_result(label: str, frame: int = 0) -> Result:
+    return Result(
+        ts=1764061200.0, frame=frame, label=label, score=0.75, topk=((label, 0.75), ("x", 0.25)), latency_ms=1.0,
+        frame_age_ms=1.0,
+    )  # fmt: skip
 
 
 @pytest.fixture
 def live(digits_classifier, digit_images):
-    """A telemetry fed with real classifications of a few digits, and the server over it."""
-    telemetry = Telemetry("pi-test")
+    """A live state fed with real classifications of a few digits, and the server over it."""
+    state = LiveState("pi-test")
     manifest = digits_classifier.manifest
-    telemetry.set_model(
-        manifest.name, manifest.version, sha256=manifest.model_sha256, runtime="ai-edge-litert", labels=manifest.labels
-    )
-    telemetry.set_source_state(True)
-    server = HttpServer(HttpSettings(port=0), telemetry, classify=lambda img: digits_classifier.classify(img).to_json())
+    state.set_model(
+        ModelInfo(
+            manifest.name, manifest.version, sha256=manifest.model_sha256, runtime="ai-edge-litert",
+            labels=manifest.labels,
+        )
+    )  # fmt: skip
+    state.set_source("digits")
+    state.set_source_state("open")
+    server = HttpServer(HttpSettings(port=0), state, classify=digits_classifier.classify)
     server.start()
 
-    def feed(label: str, n: int = 1) -> dict:
+    def feed(label: str, n: int = 1) -> Result:
         for i in range(n):
             image = cv2.imread(str(digit_images[label][i % 5]))
-            result = {"ts": round(time.time(), 3), "frame": i, **digits_classifier.classify(image).to_json()}
-            telemetry.on_result(image, result, frame_age_ms=12.0, latency_ms=result["latency_ms"])
+            c = digits_classifier.classify(image)
+            result = Result(time.time(), i, c.label, c.score, c.topk, c.latency_ms, frame_age_ms=12.0)
+            state.on_result(result, image)
         return result
 
-    yield server, telemetry, feed
+    yield server, state, feed
     server.close()
 
 
 def test_healthz_follows_model_source_and_frames():
-    telemetry = Telemetry("pi-test")
-    server = HttpServer(HttpSettings(port=0, stale_after_s=60), telemetry)
+    state = LiveState("pi-test")
+    server = HttpServer(HttpSettings(port=0, stale_after_s=60), state)
     server.start()
     try:
         status, _, body = request(server.url + "/healthz")
         assert status == 503 and json.loads(body) == {"status": "unhealthy", "reason": "no model loaded"}
-        telemetry.set_model("digits", "1")
-        telemetry.set_source_state(True)
+        state.set_model(ModelInfo("digits", "1"))
+        state.set_source_state("open")
         assert json.loads(request(server.url + "/healthz")[2])["reason"] == "no frame classified yet"
-        telemetry.on_result(None, {"label": "1", "score": 1.0, "topk": [["1", 1.0]]}, 1.0, 1.0)
+        state.on_result(fake_result("1"))
         assert request(server.url + "/healthz")[:1] == (200,)
-        telemetry.set_source_state(False, "camera unplugged")
+        state.set_source_state("reconnecting", "camera unplugged")
         status, _, body = request(server.url + "/healthz")
-        assert status == 503 and json.loads(body)["reason"] == "source: camera unplugged"
+        assert status == 503 and json.loads(body)["reason"] == "source: reconnecting: camera unplugged"
+    finally:
+        server.close()
+
+
+def test_snapshot_draws_on_a_copy_and_is_encoded_once_per_frame():
+    state = LiveState()
+    server = HttpServer(HttpSettings(port=0, snapshot_width=320, snapshot_quality=80), state)
+    try:
+        assert server.snapshot_jpeg() is None
+        frame = np.full((48, 64, 3), 200, np.uint8)
+        state.on_result(fake_result("cat"), frame)
+        first = server.snapshot_jpeg()
+        assert first is not None and server.snapshot_jpeg() is first  # cached until the next frame
+        assert (frame == 200).all()  # the service's frame is not drawn on
+        image = cv2.imdecode(np.frombuffer(first, np.uint8), cv2.IMREAD_COLOR)
+        assert image.shape == (240, 320, 3)
+        assert image[5:40, 170:300].mean() < 200  # the top-k panel and bar are drawn at the top
+        state.on_result(fake_result("dog", 1), frame)
+        assert server.snapshot_jpeg() != first
     finally:
         server.close()
 
@@ -103,7 +130,7 @@ def test_api_result_and_status_show_the_latest_real_result(live):
     result = feed("4", 3)
     status, headers, body = request(server.url + "/api/result")
     assert status == 200 and headers["Content-Type"] == "application/json"
-    assert json.loads(body) == result and result["label"] == "4"
+    assert json.loads(body) == result.to_json() and result.label == "4"
     document = json.loads(request(server.url + "/api/status")[2])
     assert document["model"]["name"] == "digits" and document["model"]["labels"] == [str(d) for d in range(10)]
     assert document["counters"] == {"frames": 3, "dropped_frames": 0}
@@ -113,13 +140,13 @@ def test_api_result_and_status_show_the_latest_real_result(live):
 
 @pytest.mark.slow
 def test_metrics_parse_with_prometheus_parser(live, tmp_path):
-    server, telemetry, feed = live
+    server, state, feed = live
     sink = JsonlSink(OutputSettings(jsonl=str(tmp_path / "r.jsonl")))
-    telemetry.add_sink(sink)
+    state.add_sink(sink)
     sink.start()
     feed("2", 4)
-    sink.submit({"label": "2"})
-    telemetry.on_drop(2)
+    sink.submit(fake_result("2"))
+    state.on_capture(0.0, captured=6, dropped=2)
     wait_for(lambda: sink.counters().delivered == 1, what="the jsonl sink")
     status, headers, body = request(server.url + "/metrics")
     assert status == 200 and headers["Content-Type"].startswith("text/plain")
@@ -180,12 +207,12 @@ def test_post_classify_answers_like_the_classify_command(live, digits_classifier
     ids=["text", "mislabelled", "wrong-type", "bomb", "truncated", "no-header"],
 )
 def test_bad_uploads_are_refused_before_the_model(body, content_type, status, fragment):
-    server = HttpServer(HttpSettings(port=0), Telemetry(), classify=never)
+    server = HttpServer(HttpSettings(port=0), LiveState(), classify=never)
     server.start()
     try:
         code, _, answer = request(server.url + "/api/classify", body, {"Content-Type": content_type})
         assert code == status and fragment in json.loads(answer)["error"]
-        big = HttpServer(HttpSettings(port=0, max_upload_bytes=100), Telemetry(), classify=never)
+        big = HttpServer(HttpSettings(port=0, max_upload_bytes=100), LiveState(), classify=never)
     finally:
         server.close()
     big.start()
@@ -201,7 +228,7 @@ def test_bad_uploads_are_refused_before_the_model(body, content_type, status, fr
 def test_bearer_token_guards_data_but_not_the_page_or_healthz(tmp_path, monkeypatch):
     (tmp_path / "http_token").write_text("s3cret-token\n")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
-    server = HttpServer(HttpSettings(port=0), Telemetry(), classify=never)
+    server = HttpServer(HttpSettings(port=0), LiveState(), classify=never)
     server.start()
     try:
         status, headers, _ = request(server.url + "/api/status")
@@ -214,34 +241,12 @@ def test_bearer_token_guards_data_but_not_the_page_or_healthz(tmp_path, monkeypa
         server.close()
 
 
-def test_a_flood_of_idle_connections_holds_at_most_max_connections_threads(live):
-    """Connections beyond the cap wait in the backlog, so the service's TasksMax= is never reached; the
-    server answers again as soon as the flood goes away."""
-    server, _, feed = live
-    feed("3")
-    host, port = server.url.removeprefix("http://").split(":")
-    before = threading.active_count()
-    flood = [socket.create_connection((host, int(port)), timeout=5) for _ in range(MAX_CONNECTIONS + 20)]
-    try:
-        wait_for(lambda: threading.active_count() >= before + MAX_CONNECTIONS, what="a thread per connection")
-        quiet_until = time.monotonic() + 0.5
-        while time.monotonic() < quiet_until:
-            assert threading.active_count() <= before + MAX_CONNECTIONS
-            time.sleep(0.02)
-    finally:
-        for connection in flood:
-            connection.close()
-    status, _, body = request(server.url + "/api/result")
-    assert status == 200 and json.loads(body)["label"] == "3"
-    wait_for(lambda: threading.active_count() <= before, what="the flood's threads to end")
-
-
 @pytest.mark.slow
 def test_a_port_in_use_is_a_config_error(live):
-    server, telemetry, _ = live
+    server, state, _ = live
     port = int(server.url.rsplit(":", 1)[1])
     with pytest.raises(EdgesightError) as error:
-        HttpServer(HttpSettings(port=port), telemetry)
+        HttpServer(HttpSettings(port=port), state)
     assert error.value.exit_code == EXIT_CONFIG and f"127.0.0.1:{port}" in str(error.value)
 
 
@@ -253,7 +258,7 @@ def test_a_port_the_sandbox_forbids_names_the_fix(monkeypatch):
 
     monkeypatch.setattr(socketserver.TCPServer, "server_bind", forbidden)
     with pytest.raises(EdgesightError) as error:
-        HttpServer(HttpSettings(port=9000), Telemetry())
+        HttpServer(HttpSettings(port=9000), LiveState())
     assert error.value.exit_code == EXIT_CONFIG
     assert "127.0.0.1:9000 (Operation not permitted)" in str(error.value) and "sudo make install" in str(error.value)
 
@@ -276,7 +281,7 @@ def chromium(*args: str, user_data: str) -> subprocess.CompletedProcess:
 def test_page_in_headless_chromium_shows_the_current_label_and_top_k(live, tmp_path):
     server, _, feed = live
     result = feed("7", 3)
-    assert result["label"] == "7"
+    assert result.label == "7"
     dom = chromium("--dump-dom", server.url + "/", user_data=str(tmp_path / "profile-dom"))
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert '<div id="label">7</div>' in dom.stdout
@@ -287,3 +292,104 @@ def test_page_in_headless_chromium_shows_the_current_label_and_top_k(live, tmp_p
     assert shot.returncode == 0 and screenshot.stat().st_size > 5000, shot.stderr[-2000:]
     image = cv2.imread(str(screenshot))
     assert image.shape[:2] == (700, 1100) and image.std() > 10  # a rendered page, not a blank one
+
+
+def test_a_client_that_drops_its_connection_costs_one_debug_line_not_a_traceback(capfd, caplog):
+    server = HttpServer(HttpSettings(port=0), LiveState(), classify=never)
+    server.start()
+    host, port = server.url.removeprefix("http://").split(":")
+    try:
+        with caplog.at_level(logging.DEBUG, logger="edge.publish"):
+            for _ in range(20):
+                # Half an upload, then a reset (SO_LINGER 0): the server is cut off mid-read.
+                client = socket.create_connection((host, int(port)), timeout=5)
+                client.sendall(b"POST /api/classify HTTP/1.0\r\nContent-Length: 100000\r\n\r\n" + b"\xff" * 1000)
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                client.close()
+            wait_for(lambda: len([r for r in caplog.records if "went away" in r.message]) == 20, what="20 lines")
+        assert request(server.url + "/healthz")[0] == 503  # still serving
+    finally:
+        server.close()
+    went_away = [r for r in caplog.records if "went away" in r.message]
+    assert all(r.levelno == logging.DEBUG for r in went_away)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def post_at_once(url: str, body: bytes, clients: int) -> list[tuple[int, dict] | Exception]:
+    """``clients`` POSTs started together; each answer's status and headers, or the error it met."""
+    start = threading.Barrier(clients)
+
+    def post(_: int) -> tuple[int, dict] | Exception:
+        start.wait()
+        try:
+            status, headers, _ = request(url, body, {"Content-Type": "image/png"})
+        except OSError as e:  # a reset, a refused or timed-out connection
+            return e
+        return status, headers
+
+    with ThreadPoolExecutor(clients) as pool:
+        return list(pool.map(post, range(clients)))
+
+
+@pytest.mark.slow
+def test_a_burst_of_200_uploads_gets_answers_not_resets(digits_classifier, digit_images):
+    lock = threading.Lock()
+
+    def classify(image: np.ndarray) -> Classification:
+        with lock:
+            return digits_classifier.classify(image)
+
+    server = HttpServer(HttpSettings(port=0), LiveState(), classify=classify)
+    server.start()
+    try:
+        answers = post_at_once(server.url + "/api/classify", png_bytes(cv2.imread(str(digit_images["3"][0]))), 200)
+    finally:
+        server.close()
+    errors = [a for a in answers if isinstance(a, Exception)]
+    assert not errors, f"{len(errors)} connections failed, e.g. {errors[0]!r}"
+    assert {status for status, _ in answers} <= {200, 503}
+
+
+@pytest.mark.slow
+def test_when_every_handler_is_busy_the_server_answers_503_with_retry_after(digit_images):
+    release = threading.Event()
+
+    def stuck(_image: np.ndarray) -> Classification:
+        release.wait(30)  # a model call that takes long: every handler thread ends up waiting here
+        return Classification("slow", 1.0, (("slow", 1.0),), 1.0)
+
+    server = HttpServer(HttpSettings(port=0), LiveState(), classify=stuck)
+    server.start()
+    body = png_bytes(cv2.imread(str(digit_images["3"][0])))
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            burst = pool.submit(post_at_once, server.url + "/api/classify", body, 150)
+            wait_for(lambda: server._server.refused > 0, what="the first refusal")
+            release.set()
+            answers = burst.result(timeout=120)
+        metrics = request(server.url + "/metrics")[2].decode()
+    finally:
+        release.set()
+        server.close()
+    assert not [a for a in answers if isinstance(a, Exception)]
+    refused = [headers for status, headers in answers if status == 503]
+    assert refused and all(headers["Retry-After"] == "1" for headers in refused)
+    assert len(refused) + sum(status == 200 for status, _ in answers) == 150
+    assert f"edgesight_http_refused_total {float(len(refused))}" in metrics
+
+
+def test_favicon_is_served_and_the_page_links_it():
+    server = HttpServer(HttpSettings(port=0), LiveState())
+    server.start()
+    try:
+        status, headers, icon = request(server.url + "/favicon.ico")
+        page = request(server.url + "/")[2].decode()
+    finally:
+        server.close()
+    assert status == 200 and headers["Content-Type"] == "image/x-icon"
+    reserved, kind, count = struct.unpack_from("<HHH", icon)
+    assert (reserved, kind, count) == (0, 1, 1)
+    png = icon[struct.unpack_from("<I", icon, 18)[0] :]
+    assert cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED).shape == (32, 32, 4)
+    assert '<link rel="icon" href="favicon.ico">' in page
