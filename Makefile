@@ -14,6 +14,10 @@ DEMO ?= demo
 FIT_FLAGS ?= $(if $(filter data/digits,$(DATA)),--size 32 --color grayscale --flip none,)
 # The quantization gate: refuse a bundle that loses more than this many accuracy points; --io int8|uint8.
 QUANT_FLAGS ?= --max-drop 1.0 --io int8
+# make retrain: transfer learning from the ImageNet backbone (Keras downloads it once into ~/.keras/models),
+# and how many accuracy points the new bundle may lose against the live one and still be deployed.
+RETRAIN_FLAGS ?= --model mobilenetv2 --weights imagenet --size 160 --width 1.0
+MARGIN ?= 2
 PYTEST_FLAGS ?=
 BENCH_FLAGS ?=
 PREFIX ?= /opt/edgesight
@@ -33,11 +37,12 @@ STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help venv demo train quantize baseline evaluate test test-debs system-test lint format clean distclean \
-	install uninstall deploy sdcard wheels
+	install uninstall deploy sdcard wheels retrain
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "  variables: DATA=$(DATA) RUN=$(RUN) BUNDLE=$(BUNDLE) VENV=$(VENV) FIT_FLAGS='$(FIT_FLAGS)' QUANT_FLAGS='$(QUANT_FLAGS)'"
+	@echo "             RETRAIN_FLAGS='$(RETRAIN_FLAGS)' MARGIN=$(MARGIN)"
 
 venv: $(STAMP) ## create the development virtualenv (re-installed only when setup.cfg changes)
 
@@ -121,6 +126,14 @@ uninstall: ## on the Pi: remove the service, its user, config, bundles and virtu
 deploy: ## push BUNDLE to HOST=user@pi, switch, and roll back unless it comes up healthy
 	@[ -n "$(HOST)" ] || { echo "usage: make deploy HOST=pi@raspberrypi.local BUNDLE=bundles/photos"; exit 64; }
 	bash deploy/deploy.sh $(HOST) $(BUNDLE)
+
+retrain: $(STAMP) ## pull HOST's labels into DATA, fit RUN, quantize BUNDLE; deploy it only if not worse than the live one
+	@[ -n "$(HOST)" ] && [ "$(DATA)" != data/digits ] || { echo "usage: make retrain HOST=pi@garage.local" \
+	  "DATA=data/garage RUN=runs/garage-2 BUNDLE=bundles/garage-2 [MARGIN=2] [RETRAIN_FLAGS='...']"; exit 64; }
+	$(MAKE) --no-print-directory pull-data HOST=$(HOST) DATA=$(DATA)
+	$(BIN)/edgesight-train fit $(DATA) --out $(RUN) $(RETRAIN_FLAGS)
+	$(BIN)/edgesight-train quantize $(RUN) --out $(BUNDLE) $(QUANT_FLAGS)
+	MARGIN=$(MARGIN) TRAIN=$(BIN)/edgesight-train bash deploy/retrain.sh $(HOST) $(RUN) $(BUNDLE) $(DATA)
 
 wheels: $(STAMP) ## download what `make install` needs on a Pi into WHEELS=dir, for Pis without internet
 	@[ -n "$(WHEELS)" ] || { echo "usage: make wheels WHEELS=build/wheels [PLATFORM=aarch64|armv7l]"; exit 64; }

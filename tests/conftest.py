@@ -167,8 +167,8 @@ def daemon(tmp_path, digits_bundle, digits_dir):
 
 
 def run_cli(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
-    """Run one of the installed console scripts as a user would, capturing its output."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    """Run one of the installed console scripts as a user would, capturing its output; ``env`` adds variables."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **kwargs.pop("env", {})}
     return subprocess.run(
         [str(BIN / args[0]), *args[1:]], capture_output=True, text=True, timeout=timeout, env=env, **kwargs
     )
@@ -332,3 +332,56 @@ def digits_tflite(digits_run, digits_bundle, tmp_path_factory: pytest.TempPathFa
     for path in paths.values():
         shutil.copy(digits_bundle / "labels.txt", path.with_name("labels.txt"))
     return paths
+
+
+def write_legacy_backbone(model, path: Path) -> Path:
+    """``model``'s weights in the legacy Keras h5 layout of the files Keras publishes for its applications:
+    ``layer_names`` on the root, one group per layer naming its weights in order."""
+    import h5py
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = [layer.name.encode() for layer in model.layers]
+        f.attrs["backend"], f.attrs["keras_version"] = b"tensorflow", b"2.2.4"
+        for layer in model.layers:
+            group = f.create_group(layer.name)
+            weights = layer.trainable_weights + layer.non_trainable_weights
+            names = [f"{layer.name}/{w.name}".encode() for w in weights]
+            group.attrs["weight_names"] = names
+            for name, weight in zip(names, weights, strict=True):
+                group.create_dataset(name.decode(), data=weight.numpy())
+    return path
+
+
+# The smallest backbone Keras publishes ImageNet weights for: what the transfer-learning tests train.
+BACKBONE_WIDTH, BACKBONE_SIZE = 0.35, 96
+NO_NETWORK = {"https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"}  # a download fails at once
+
+
+@pytest.fixture(scope="session")
+def keras_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Keras home whose cache holds the ImageNet MobileNetV2 file ``--weights imagenet`` asks for (width 0.35,
+    96 px), made here from random weights: the real loading code reads it, nothing is downloaded.
+
+    Freshly initialised batch-norm statistics (mean 0, variance 1) let the signal fade to a constant over 17
+    blocks; measured once on smooth noise they keep it alive, so its features tell images apart as a real
+    backbone's would (a linear probe reads digits from them), and differ from any freshly built model's."""
+    import cv2
+    import keras
+    import numpy as np
+
+    from train.models.pretrained import mobilenetv2_file
+
+    home = tmp_path_factory.mktemp("keras")
+    side = BACKBONE_SIZE
+    backbone = keras.applications.MobileNetV2(
+        input_shape=(side, side, 3), alpha=BACKBONE_WIDTH, include_top=False, weights=None
+    )
+    noise = np.random.default_rng(0).uniform(-1, 1, (32, side, side, 3)).astype(np.float32)
+    smooth = np.stack([cv2.GaussianBlur(image, (0, 0), 3) for image in noise]) * 3
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.0  # the statistics of this one batch
+    backbone(smooth, training=True)
+    write_legacy_backbone(backbone, home / "models" / mobilenetv2_file(BACKBONE_WIDTH, side))
+    return home

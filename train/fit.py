@@ -45,6 +45,7 @@ from train.run import (
     load_run,
     versions,
 )
+from train.transfer import TransferResult, train_transfer, uses_backbone
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,12 @@ def fit(config: FitConfig, resume: bool = False) -> Run:
     )
 
     # Model: new, or the last checkpoint of an interrupted run.
+    if resume and uses_backbone(config):
+        raise EdgesightError(
+            f"{out}: a transfer-learning run does not resume; run it again without --resume (its backbone"
+            " features are cached, so the head retrains in seconds)",
+            EXIT_CONFIG,
+        )
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
     initial_epoch, best_so_far = _resume_point(out) if resume else (0, None)
@@ -119,6 +126,7 @@ def fit(config: FitConfig, resume: bool = False) -> Run:
     log.info("model %s: %d parameters", config.model, model.count_params())
 
     # Fit: checkpoint every epoch (resume) and the best by validation loss; stop when it stops improving.
+    # From a pretrained backbone: its head on cached features first, then optionally its top blocks.
     classes = len(dataset.classes)
     weights = report["class_weights"] if config.balance else None
     train = Batches(
@@ -139,7 +147,10 @@ def fit(config: FitConfig, resume: bool = False) -> Run:
         keras.callbacks.EarlyStopping(patience=config.patience),
         keras.callbacks.CSVLogger(str(out / HISTORY_FILE), append=initial_epoch > 0),
     ]
-    if initial_epoch < config.epochs:
+    transfer: TransferResult | None = None
+    if uses_backbone(config):
+        transfer = train_transfer(model, config, images, train, val, out / BEST_FILE, out / HISTORY_FILE)
+    elif initial_epoch < config.epochs:
         model.fit(
             train,
             validation_data=val,
@@ -151,7 +162,9 @@ def fit(config: FitConfig, resume: bool = False) -> Run:
     model = keras.models.load_model(out / BEST_FILE)
 
     # Evaluate the best epoch on the held-out test split.
-    metrics: dict[str, float | int] = {"test_images": len(test_rows)}
+    metrics: dict = {"test_images": len(test_rows)}
+    if transfer is not None:
+        metrics["transfer"] = asdict(transfer)
     if len(test_rows):
         test = Batches(images.pixels, test_rows, y_test, classes, 128)
         predictions = model.predict(test, verbose=0).argmax(axis=1)

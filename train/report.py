@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from train.compare import COMPARISON_FILE
 from train.evaluate import Evaluation, misclassified
-from train.run import HISTORY_FILE, Run
+from train.run import HISTORY_FILE, METRICS_FILE, Run
 
 PLOTS_DIR = "plots"
 
@@ -223,7 +224,41 @@ def blocks(evaluation: Evaluation, run: Run | None) -> list[Block]:
     out.append(Block("h2", f"Misclassified ({gallery_model}, most confident first)"))
     out.append(Block("figure", png=gallery, file="misclassified.png") if gallery else Block("p", "None."))
     if run:
-        out += _data_blocks(run.dataset)
+        out += _data_blocks(run.dataset) + _retrain_blocks(run.path)
+    return out
+
+
+def _retrain_blocks(path: Path) -> list[Block]:
+    """How long transfer learning took, phase by phase, and the comparison with the live bundle (make retrain)."""
+    out = []
+    metrics = json.loads((path / METRICS_FILE).read_text()) if (path / METRICS_FILE).is_file() else {}
+    if t := metrics.get("transfer"):
+        rows = (
+            ("backbone features", f"{t['features_seconds']:.1f}", "-"),
+            ("head", f"{t['head_seconds']:.1f}", str(t["head_epochs"])),
+            ("fine-tuning", f"{t['fine_tune_seconds']:.1f}", str(t["fine_tune_epochs"])),
+        )
+        cached = " (read from the cache)" if t["features_cached"] else ""
+        out += [
+            Block("h2", "Training time"),
+            Block("table", header=("phase", "seconds", "epochs"), rows=rows),
+            Block("p", f"Backbone features{cached}: {t['features_file']}."),
+        ]
+    if (path / COMPARISON_FILE).is_file():
+        c = json.loads((path / COMPARISON_FILE).read_text())
+        scores = [("new", c["new"]), ("current", c["current"])] if c["current"] else [("new", c["new"])]
+        rows = tuple(
+            (k, str(c["support"][k]), *(_fmt(s["per_class"][k]) if k in s["per_class"] else "-" for _, s in scores))
+            for k in c["classes"]
+        )
+        overall = ("overall", str(c["images"]), *(_fmt(s["accuracy"]) for _, s in scores))
+        header = ("class", "images", *(f"{who} {s['version']}" for who, s in scores))
+        out += [
+            Block("h2", "Against the live bundle"),
+            Block("p", f"Accuracy on {c['images']} held-out images ({c['held_out']}), through the device's code path."),
+            Block("table", header=header, rows=(*rows, overall)),
+            Block("p", f"Decision: {c['decision']}."),
+        ]
     return out
 
 
