@@ -358,30 +358,45 @@ BACKBONE_WIDTH, BACKBONE_SIZE = 0.35, 96
 NO_NETWORK = {"https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"}  # a download fails at once
 
 
-@pytest.fixture(scope="session")
-def keras_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A Keras home whose cache holds the ImageNet MobileNetV2 file ``--weights imagenet`` asks for (width 0.35,
-    96 px), made here from random weights: the real loading code reads it, nothing is downloaded.
-
-    Freshly initialised batch-norm statistics (mean 0, variance 1) let the signal fade to a constant over 17
-    blocks; measured once on smooth noise they keep it alive, so its features tell images apart as a real
-    backbone's would (a linear probe reads digits from them), and differ from any freshly built model's."""
-    import cv2
+def colour_backbone(width: float, side: int):
+    """A MobileNetV2 backbone without its top whose weights carry each pixel's colour, blurred and subsampled,
+    through every block and end in 1280 random non-linear features of it: as informative as a pretrained
+    backbone about scenes that differ in colour or brightness, made in a second. (Random weights are not:
+    their features fade to a constant over 17 blocks.)"""
     import keras
     import numpy as np
 
+    backbone = keras.applications.MobileNetV2(input_shape=(side, side, 3), alpha=width, include_top=False, weights=None)
+    names = {layer.name for layer in backbone.layers}
+    rng = np.random.default_rng(0)
+    for layer in backbone.layers:
+        weights = [np.zeros(w.shape, np.float32) for w in layer.weights]
+        if isinstance(layer, keras.layers.BatchNormalization):  # gamma, beta, mean, variance: the identity
+            weights[0][:], weights[3][:] = 1, 1
+            weights[1][:] = 1 if layer.name == "Conv_1_bn" else 0  # keeps the last ReLU6 in its linear range
+        elif isinstance(layer, keras.layers.DepthwiseConv2D):
+            weights[0][:] = 1 / 9  # a box blur
+        elif isinstance(layer, keras.layers.Conv2D):
+            kernel = weights[0]
+            center = kernel.shape[0] // 2
+            for c in range(3):  # x and -x side by side survive the ReLU6 that follows; the project adds them back
+                if layer.name == "Conv1" or layer.name.endswith("_expand"):
+                    kernel[center, center, c, c], kernel[center, center, c, c + 3] = 1, -1
+                elif layer.name.endswith("_project") and layer.name.replace("_project", "_add") not in names:
+                    kernel[0, 0, c, c], kernel[0, 0, c + 3, c] = 1, -1
+            if layer.name == "Conv_1":
+                kernel[0, 0, :3] = rng.normal(0, 1, kernel.shape[2:])[:3]  # residual blocks stay zero: identities
+        layer.set_weights(weights)
+    return backbone
+
+
+@pytest.fixture(scope="session")
+def keras_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Keras home whose cache holds the ImageNet MobileNetV2 file ``--weights imagenet`` asks for (width 0.35,
+    96 px), made here (``colour_backbone``): the real loading code reads it, nothing is downloaded."""
     from train.models.pretrained import mobilenetv2_file
 
     home = tmp_path_factory.mktemp("keras")
-    side = BACKBONE_SIZE
-    backbone = keras.applications.MobileNetV2(
-        input_shape=(side, side, 3), alpha=BACKBONE_WIDTH, include_top=False, weights=None
-    )
-    noise = np.random.default_rng(0).uniform(-1, 1, (32, side, side, 3)).astype(np.float32)
-    smooth = np.stack([cv2.GaussianBlur(image, (0, 0), 3) for image in noise]) * 3
-    for layer in backbone.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = 0.0  # the statistics of this one batch
-    backbone(smooth, training=True)
-    write_legacy_backbone(backbone, home / "models" / mobilenetv2_file(BACKBONE_WIDTH, side))
+    backbone = colour_backbone(BACKBONE_WIDTH, BACKBONE_SIZE)
+    write_legacy_backbone(backbone, home / "models" / mobilenetv2_file(BACKBONE_WIDTH, BACKBONE_SIZE))
     return home

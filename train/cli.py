@@ -32,14 +32,14 @@ FIT_FLAGS = (
         "weights",
         str,
         "pretrained backbone (mobilenetv2, --color rgb): 'imagenet' (Keras downloads it once into"
-        " $KERAS_HOME/models, default ~/.keras/models) or a local weights file; trains the head on cached"
-        " features",
+        " $KERAS_HOME/models, default ~/.keras/models) or a local weights file; a linear head is fitted on"
+        " the frozen backbone's cached features",
         None,
     ),
     ("fine_tune", int, "with --weights: backbone blocks unfrozen from the top after the head (0 = head only)", None),
     ("fine_tune_epochs", int, "most epochs of fine-tuning (early stopping may end sooner)", None),
     ("fine_tune_learning_rate", float, "learning rate of Adam while fine-tuning", None),
-    ("epochs", int, "maximum epochs (of the head alone with --weights); early stopping may end sooner", None),
+    ("epochs", int, "maximum epochs (early stopping may end sooner); with --weights: --fine-tune-epochs", None),
     ("batch_size", int, "images per step", None),
     ("learning_rate", float, "peak learning rate of Adam (warm-up, then cosine decay)", None),
     ("warmup_epochs", int, "epochs of linear learning-rate warm-up", None),

@@ -43,7 +43,8 @@ class FitConfig:
     fine_tune: int = 0
     fine_tune_epochs: int = 10
     fine_tune_learning_rate: float = 1e-4
-    # Optimisation (of the head alone in transfer learning).
+    # Optimisation (of every layer; in transfer learning, patience, batch size and label smoothing serve
+    # fine-tuning, and the head is a logistic regression fitted to convergence).
     epochs: int = 30
     batch_size: int = 32
     learning_rate: float = 2e-3

@@ -245,6 +245,8 @@ def resume_config(out: Path, epochs: int | None) -> FitConfig:
 
 
 def _log_best_epoch(path: Path) -> None:
+    if not path.is_file():  # a transfer-learning run without fine-tuning has no epochs
+        return
     with path.open() as f:
         rows = list(csv.DictReader(f))
     if rows:

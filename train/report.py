@@ -234,15 +234,18 @@ def _retrain_blocks(path: Path) -> list[Block]:
     metrics = json.loads((path / METRICS_FILE).read_text()) if (path / METRICS_FILE).is_file() else {}
     if t := metrics.get("transfer"):
         rows = (
-            ("backbone features", f"{t['features_seconds']:.1f}", "-"),
-            ("head", f"{t['head_seconds']:.1f}", str(t["head_epochs"])),
-            ("fine-tuning", f"{t['fine_tune_seconds']:.1f}", str(t["fine_tune_epochs"])),
+            ("backbone features", f"{t['features_seconds']:.1f}", "read from the cache" if t["features_cached"] else ""),
+            (
+                "head (logistic regression)",
+                f"{t['head_seconds']:.1f}",
+                f"C={t['head_regularization']:g}, val accuracy {t['head_val_accuracy']:.4f}",
+            ),
+            ("fine-tuning", f"{t['fine_tune_seconds']:.1f}", f"{t['fine_tune_epochs']} epochs"),
         )
-        cached = " (read from the cache)" if t["features_cached"] else ""
         out += [
             Block("h2", "Training time"),
-            Block("table", header=("phase", "seconds", "epochs"), rows=rows),
-            Block("p", f"Backbone features{cached}: {t['features_file']}."),
+            Block("table", header=("phase", "seconds", ""), rows=rows),
+            Block("p", f"Backbone features: {t['features_file']}."),
         ]
     if (path / COMPARISON_FILE).is_file():
         c = json.loads((path / COMPARISON_FILE).read_text())

@@ -2,6 +2,7 @@
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -34,26 +35,21 @@ TRANSFER = {
     "color": "rgb",
     "flip": "none",
     "weights": "imagenet",
-    "epochs": 60,
-    "patience": 10,
 }
 
 
 @pytest.fixture(scope="module")
-def shapes(tmp_path_factory) -> Path:
-    """Three classes of 60 photos-like images: a red disc, a blue square, or neither, anywhere on noisy grey."""
-    root = tmp_path_factory.mktemp("data") / "shapes"
+def scenes(tmp_path_factory) -> Path:
+    """Three scenes a fixed camera could see, 40 frames each: shifted a little, lit differently, noisy."""
+    root = tmp_path_factory.mktemp("data") / "scenes"
     rng = np.random.default_rng(7)
-    for name in ("disc", "square", "empty"):
+    for name in ("garage", "street", "garden"):
+        scene = cv2.resize(rng.integers(0, 256, (6, 8, 3), np.uint8), (200, 150), interpolation=cv2.INTER_CUBIC)
         (root / name).mkdir(parents=True)
-        for i in range(60):
-            image = rng.normal(110, 25, (120, 160, 3)).clip(0, 255).astype(np.uint8)
-            x, y, r = int(rng.integers(30, 130)), int(rng.integers(30, 90)), int(rng.integers(12, 25))
-            if name == "disc":
-                cv2.circle(image, (x, y), r, (40, 40, 210), -1)
-            elif name == "square":
-                cv2.rectangle(image, (x - r, y - r), (x + r, y + r), (210, 60, 40), -1)
-            cv2.imwrite(str(root / name / f"{i:02d}.jpg"), image)
+        for i in range(40):
+            x, y = int(rng.integers(0, 40)), int(rng.integers(0, 30))
+            frame = scene[y : y + 120, x : x + 160] * rng.uniform(0.7, 1.3) + rng.normal(0, 20, (120, 160, 3))
+            cv2.imwrite(str(root / name / f"{i:02d}.jpg"), frame.clip(0, 255).astype(np.uint8))
     return root
 
 
@@ -152,13 +148,13 @@ def test_unfreezing_the_top_blocks_keeps_batch_norm_frozen():
 
 
 @pytest.mark.slow
-def test_head_trains_on_cached_features_and_the_backbone_stays_imagenet(offline_keras, shapes, cache_dir, tmp_path):
-    config = FitConfig(data=str(shapes), out=str(tmp_path / "first"), cache_dir=str(cache_dir), **TRANSFER)
+def test_head_trains_on_cached_features_and_the_backbone_stays_imagenet(offline_keras, scenes, cache_dir, tmp_path):
+    config = FitConfig(data=str(scenes), out=str(tmp_path / "first"), cache_dir=str(cache_dir), **TRANSFER)
     run = fit(config)
     transfer = json.loads((run.path / "metrics.json").read_text())["transfer"]
     assert not transfer["features_cached"] and transfer["fine_tune_epochs"] == 0
     features = np.load(transfer["features_file"])
-    assert features.shape == (180, 1280) and features.std(axis=0).mean() > 0.01  # they tell images apart
+    assert features.shape == (120, 1280) and features.std(axis=0).mean() > 0.01  # they tell images apart
     # The frozen backbone of the trained model is the seeded file, weight for weight.
     seeded, trained = seeded_weights(offline_keras), backbone_weights(run.load_model())
     for name, weights in trained.items():
@@ -166,28 +162,25 @@ def test_head_trains_on_cached_features_and_the_backbone_stays_imagenet(offline_
     metrics = json.loads((run.path / "metrics.json").read_text())
     assert metrics["test_accuracy"] >= 0.8, metrics
 
-    again = fit(FitConfig(**{**config.__dict__, "out": str(tmp_path / "second")}))
+    # Another head on the same backbone, contract and images: the features come from the cache.
+    again = fit(replace(config, out=str(tmp_path / "second"), dropout=0.5))
     repeated = json.loads((again.path / "metrics.json").read_text())["transfer"]
     assert repeated["features_cached"] and repeated["features_file"] == transfer["features_file"]
-    assert json.loads((again.path / "metrics.json").read_text())["test_accuracy"] == pytest.approx(
-        metrics["test_accuracy"], abs=0.05
-    )
 
 
 @pytest.mark.slow
-def test_fine_tuning_keeps_batch_norm_statistics_and_passes_the_int8_gate(offline_keras, shapes, cache_dir, tmp_path):
+def test_fine_tuning_keeps_batch_norm_statistics_and_passes_the_int8_gate(offline_keras, scenes, cache_dir, tmp_path):
     config = FitConfig(
-        data=str(shapes),
+        data=str(scenes),
         out=str(tmp_path / "run"),
         cache_dir=str(cache_dir),
-        **TRANSFER | {"fine_tune": 2, "fine_tune_epochs": 2, "fine_tune_learning_rate": 1e-3},
+        **TRANSFER | {"fine_tune": 2, "fine_tune_epochs": 1, "fine_tune_learning_rate": 1e-3},
     )
     run = fit(config)
     transfer = json.loads((run.path / "metrics.json").read_text())["transfer"]
-    assert transfer["fine_tune_epochs"] == 2 and transfer["fine_tune_seconds"] > 0
+    assert transfer["fine_tune_epochs"] == 1 and transfer["fine_tune_seconds"] > 0
     with (run.path / "history.csv").open() as f:
-        epochs = [int(row["epoch"]) for row in csv.DictReader(f)]
-    assert epochs == list(range(transfer["head_epochs"] + 2))  # the head's epochs, then fine-tuning's
+        assert [int(row["epoch"]) for row in csv.DictReader(f)] == [0]  # the head has no epochs
     seeded, tuned = seeded_weights(offline_keras), backbone_weights(run.load_model())
     for name, weights in tuned.items():
         if "bn" in name.lower() or not name.startswith(("block_15", "block_16", "Conv_1")):
