@@ -1,20 +1,32 @@
-"""Shared real parts: the digits dataset, a model trained on it once per session, its int8 bundle, a running daemon."""
+"""Fixtures for the real parts: the digits dataset, a model trained on it once per session, its int8 bundle,
+a camera clip, a running daemon, MJPEG cameras. Helpers live in tests/helpers.py, fakes in tests/fakes.py."""
 
-import contextlib
-import hashlib
-import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import urllib.request
+import types
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+from tests.fakes import FakePicamera2
+from tests.helpers import (
+    BACKBONE_SIZE,
+    BACKBONE_WIDTH,
+    CLIP_FPS,
+    ROOT,
+    bundle_copy,
+    camera_frames,
+    colour_backbone,
+    free_port,
+    read_frames,
+    switch,
+    write_legacy_backbone,
+    write_video,
+)
+from tests.parts import MjpegServer, NotifySocket
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -78,66 +90,6 @@ def digits_bundle(digits_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def bundle_copy(source: Path, target: Path, version: str, *, corrupt: bool = False) -> Path:
-    """A copy of a bundle under another version; ``corrupt``: a garbage flatbuffer whose sha256 matches,
-    so that only loading it can tell."""
-    shutil.copytree(source, target)
-    manifest = json.loads((target / "manifest.json").read_text())
-    manifest["version"] = version
-    if corrupt:
-        garbage = os.urandom((target / "model.tflite").stat().st_size)
-        (target / "model.tflite").write_bytes(garbage)
-        manifest["model_sha256"] = hashlib.sha256(garbage).hexdigest()
-    (target / "manifest.json").write_text(json.dumps(manifest))
-    return target
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class NotifySocket:
-    """systemd's side of sd_notify: a datagram socket that records every message the daemon sends."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.socket.bind(str(path))
-        self.socket.setblocking(False)
-        self.messages: list[str] = []
-
-    def received(self) -> list[str]:
-        while True:
-            try:
-                self.messages.append(self.socket.recv(4096).decode())
-            except BlockingIOError:
-                return self.messages
-
-    def fields(self) -> list[str]:
-        return [field for message in self.received() for field in message.split("\n")]
-
-
-def get_json(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return json.loads(response.read())
-
-
-def status_or_none(url: str) -> dict | None:
-    try:
-        return get_json(url)
-    except OSError:
-        return None
-
-
-def switch(bundles: Path, version: str) -> None:
-    """Point ``current`` at a version atomically, as `make deploy` does."""
-    link = bundles / "current.new"
-    link.symlink_to(version)
-    link.replace(bundles / "current")
-
-
 @pytest.fixture
 def daemon(tmp_path, digits_bundle, digits_dir):
     """The daemon on a looping image folder, with a notify socket, a watchdog and HTTP on loopback."""
@@ -166,119 +118,29 @@ def daemon(tmp_path, digits_bundle, digits_dir):
     process.wait(30)
 
 
-def run_cli(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
-    """Run one of the installed console scripts as a user would, capturing its output; ``env`` adds variables."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", **kwargs.pop("env", {})}
-    return subprocess.run(
-        [str(BIN / args[0]), *args[1:]], capture_output=True, text=True, timeout=timeout, env=env, **kwargs
-    )
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
-    """The user sees one line naming the problem, and no traceback."""
-    assert result.returncode == code, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if ": error: " in line]
-    assert len(errors) == 1, result.stderr
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
-
-
-SHARED_DATA = ROOT.parent / "shared" / "data"
-
-
 @pytest.fixture(scope="session")
-def car_video() -> Path:
-    """A real H.264 clip (768x432, 12.5 fps, 377 frames); see ../shared/data/README.md."""
-    path = SHARED_DATA / "car-detection.mp4"
-    if not path.is_file():
-        pytest.skip(f"{path} is absent: the real-video tests need the shared data folder beside the project")
-    return path
-
-
-class MjpegServer:
-    """An HTTP MJPEG camera (multipart/x-mixed-replace) on 127.0.0.1, served from threads.
-
-    ``stop()`` closes the listening socket and every open stream, as a camera that loses power;
-    ``start()`` serves again on the same port.
-    """
-
-    def __init__(self, frames: list[bytes], fps: float = 25.0) -> None:
-        self.frames, self.interval = frames, 1.0 / fps
-        self.port = 0
-        self.connections = 0
-        self._server = None
-        self._thread = None
-        self._stopping = None
-        self._clients: set = set()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/stream.mjpg"
-
-    def start(self) -> None:
-        import socketserver
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        owner, stopping = self, threading.Event()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                owner.connections += 1
-                owner._clients.add(self.connection)
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.end_headers()
-                index = 0
-                try:
-                    while not stopping.is_set():
-                        jpeg = owner.frames[index % len(owner.frames)]
-                        index += 1
-                        head = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
-                        self.wfile.write(head.encode() + jpeg + b"\r\n")
-                        stopping.wait(owner.interval)
-                except OSError:
-                    pass  # the client went away, or stop() cut the connection
-                finally:
-                    owner._clients.discard(self.connection)
-
-            def log_message(self, *args: object) -> None:
-                return None
-
-        class Server(ThreadingHTTPServer):
-            allow_reuse_address = True
-            daemon_threads = False  # server_close() joins the stream threads
-
-        self._stopping = stopping
-        self._server = Server(("127.0.0.1", self.port), Handler)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="mjpeg-server", daemon=True)
-        self._thread.start()
-        assert isinstance(self._server, socketserver.TCPServer)
-
-    def stop(self) -> None:
-        import socket
-
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._stopping.set()
-        for client in list(self._clients):
-            with contextlib.suppress(OSError):
-                client.shutdown(socket.SHUT_RDWR)
-        self._server.server_close()
-        self._thread.join(timeout=10)
-        self._server = None
+def camera_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A camera's MPEG-4 clip, written once per session (helpers.CLIP_* give its size, rate and length)."""
+    return write_video(tmp_path_factory.mktemp("video") / "camera.mp4", camera_frames(), CLIP_FPS)
 
 
 @pytest.fixture
-def mjpeg_server(request: pytest.FixtureRequest):
-    """A factory: ``serve(jpeg_frames, fps)`` starts an MJPEG server; every one is stopped at teardown."""
+def fake_picamera2(monkeypatch: pytest.MonkeyPatch, camera_clip: Path) -> type[FakePicamera2]:
+    """picamera2 replaced by its fake, serving the clip's first frames; reset for each test."""
+    monkeypatch.setattr(FakePicamera2, "instances", [])
+    monkeypatch.setattr(FakePicamera2, "frames", read_frames(camera_clip, list(range(5))))
+    monkeypatch.setattr(FakePicamera2, "fail_after", None)
+    monkeypatch.setitem(sys.modules, "picamera2", types.SimpleNamespace(Picamera2=FakePicamera2))
+    return FakePicamera2
+
+
+@pytest.fixture
+def mjpeg_server() -> Iterator[Callable[..., MjpegServer]]:
+    """A factory: ``serve(jpeg_frames, fps, repeat)`` starts an MJPEG server; every one is stopped at teardown."""
     servers: list[MjpegServer] = []
 
-    def serve(frames: list[bytes], fps: float = 25.0) -> MjpegServer:
-        server = MjpegServer(frames, fps)
+    def serve(frames: list[bytes], fps: float = 25.0, repeat: bool = True) -> MjpegServer:
+        server = MjpegServer(frames, fps, repeat)
         server.start()
         servers.append(server)
         return server
@@ -286,20 +148,6 @@ def mjpeg_server(request: pytest.FixtureRequest):
     yield serve
     for server in servers:
         server.stop()
-
-
-def wait_for(condition, timeout: float = 30.0, what: str = "condition"):
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture(scope="session")
@@ -332,62 +180,6 @@ def digits_tflite(digits_run, digits_bundle, tmp_path_factory: pytest.TempPathFa
     for path in paths.values():
         shutil.copy(digits_bundle / "labels.txt", path.with_name("labels.txt"))
     return paths
-
-
-def write_legacy_backbone(model, path: Path) -> Path:
-    """``model``'s weights in the legacy Keras h5 layout of the files Keras publishes for its applications:
-    ``layer_names`` on the root, one group per layer naming its weights in order."""
-    import h5py
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, "w") as f:
-        f.attrs["layer_names"] = [layer.name.encode() for layer in model.layers]
-        f.attrs["backend"], f.attrs["keras_version"] = b"tensorflow", b"2.2.4"
-        for layer in model.layers:
-            group = f.create_group(layer.name)
-            weights = layer.trainable_weights + layer.non_trainable_weights
-            names = [f"{layer.name}/{w.name}".encode() for w in weights]
-            group.attrs["weight_names"] = names
-            for name, weight in zip(names, weights, strict=True):
-                group.create_dataset(name.decode(), data=weight.numpy())
-    return path
-
-
-# The smallest backbone Keras publishes ImageNet weights for: what the transfer-learning tests train.
-BACKBONE_WIDTH, BACKBONE_SIZE = 0.35, 96
-NO_NETWORK = {"https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"}  # a download fails at once
-
-
-def colour_backbone(width: float, side: int):
-    """A MobileNetV2 backbone without its top whose weights carry each pixel's colour, blurred and subsampled,
-    through every block and end in 1280 random non-linear features of it: as informative as a pretrained
-    backbone about scenes that differ in colour or brightness, made in a second. (Random weights are not:
-    their features fade to a constant over 17 blocks.)"""
-    import keras
-    import numpy as np
-
-    backbone = keras.applications.MobileNetV2(input_shape=(side, side, 3), alpha=width, include_top=False, weights=None)
-    names = {layer.name for layer in backbone.layers}
-    rng = np.random.default_rng(0)
-    for layer in backbone.layers:
-        weights = [np.zeros(w.shape, np.float32) for w in layer.weights]
-        if isinstance(layer, keras.layers.BatchNormalization):  # gamma, beta, mean, variance: the identity
-            weights[0][:], weights[3][:] = 1, 1
-            weights[1][:] = 1 if layer.name == "Conv_1_bn" else 0  # keeps the last ReLU6 in its linear range
-        elif isinstance(layer, keras.layers.DepthwiseConv2D):
-            weights[0][:] = 1 / 9  # a box blur
-        elif isinstance(layer, keras.layers.Conv2D):
-            kernel = weights[0]
-            center = kernel.shape[0] // 2
-            for c in range(3):  # x and -x side by side survive the ReLU6 that follows; the project adds them back
-                if layer.name == "Conv1" or layer.name.endswith("_expand"):
-                    kernel[center, center, c, c], kernel[center, center, c, c + 3] = 1, -1
-                elif layer.name.endswith("_project") and layer.name.replace("_project", "_add") not in names:
-                    kernel[0, 0, c, c], kernel[0, 0, c + 3, c] = 1, -1
-            if layer.name == "Conv_1":
-                kernel[0, 0, :3] = rng.normal(0, 1, kernel.shape[2:])[:3]  # residual blocks stay zero: identities
-        layer.set_weights(weights)
-    return backbone
 
 
 @pytest.fixture(scope="session")

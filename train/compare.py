@@ -18,8 +18,7 @@ import numpy as np
 from edge.bundle import Bundle, load_bundle
 from edge.classifier import Classifier
 from edge.errors import EXIT_DATA, EdgesightError
-from edge.images import read_image
-from train.data import Example, discover
+from train.data import Example, discover, read_examples
 
 log = logging.getLogger(__name__)
 
@@ -99,14 +98,9 @@ def compare(new_path: Path, current_path: Path | str, data: Path, margin: float)
     new_classifier.golden_check()  # the device refuses a bundle that fails it: so does the comparison
     current_classifier = None if str(current_path) == NO_CURRENT else Classifier(load_bundle(Path(current_path)))
     examples, classes, where = held_out_images(new, data)
-    images, truth, unreadable = [], [], []
-    for example in examples:
-        image = read_image(example.path)
-        if image is None:
-            unreadable.append(example.relpath)
-            continue
-        images.append(image)
-        truth.append(classes[example.label])
+    read = read_examples(examples, new.manifest.preprocess, keep_originals=True)
+    images, unreadable = list(read.originals), read.unreadable
+    truth = [classes[example.label] for example in read.good]
     if unreadable:
         log.warning("%d unreadable image(s) skipped: %s", len(unreadable), ", ".join(unreadable[:5]))
     if not images:

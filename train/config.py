@@ -6,6 +6,7 @@ from edge.errors import EXIT_CONFIG, EdgesightError
 from edge.preprocess import PreprocessSpec
 from train.augment import Augment
 
+DEFAULT_EPOCHS = 30
 # MobileNetV2's inverted-residual blocks (expanded_conv, block_1 .. block_16): what --fine-tune counts.
 BACKBONE_BLOCKS = 17
 
@@ -45,7 +46,7 @@ class FitConfig:
     fine_tune_learning_rate: float = 1e-4
     # Optimisation (of every layer; in transfer learning, patience, batch size and label smoothing serve
     # fine-tuning, and the head is a logistic regression fitted to convergence).
-    epochs: int = 30
+    epochs: int = DEFAULT_EPOCHS
     batch_size: int = 32
     learning_rate: float = 2e-3
     warmup_epochs: int = 1

@@ -1,4 +1,4 @@
-"""The fast preprocessing path agrees with the training-time path bit for bit, on real frames."""
+"""The fast preprocessing path agrees with the training-time path bit for bit, on camera frames."""
 
 import dataclasses
 import itertools
@@ -10,6 +10,7 @@ import pytest
 from edge.bundle import TensorSpec
 from edge.fastprep import handles, make_preparer, reference_preparer
 from edge.preprocess import INTERPOLATIONS, RESIZE_MODES, PreprocessSpec
+from tests.helpers import CLIP_FRAMES, CLIP_HEIGHT, CLIP_WIDTH, read_frames
 
 RESOLUTIONS = {"480p": (640, 480), "720p": (1280, 720), "1080p": (1920, 1080)}
 TENSORS = [
@@ -22,15 +23,10 @@ NORMALIZATIONS = [((0.0,), (1.0,)), ((123.7, 116.3, 103.5), (58.4, 57.1, 57.4)),
 
 
 @pytest.fixture(scope="module")
-def real_frames(car_video) -> dict[str, list[np.ndarray]]:
-    """Two frames of the real clip at each camera resolution, plus one of sensor-like noise."""
-    capture = cv2.VideoCapture(str(car_video))
-    frames = []
-    for index in (0, 300):
-        capture.set(cv2.CAP_PROP_POS_FRAMES, index)
-        frames.append(capture.read()[1])
-    capture.release()
-    noise = np.random.default_rng(0).integers(0, 256, (432, 768, 3), dtype=np.uint8)
+def real_frames(camera_clip) -> dict[str, list[np.ndarray]]:
+    """Two frames of the camera clip at each camera resolution, plus one of sensor-like noise."""
+    frames = read_frames(camera_clip, [0, CLIP_FRAMES * 4 // 5])
+    noise = np.random.default_rng(0).integers(0, 256, (CLIP_HEIGHT, CLIP_WIDTH, 3), dtype=np.uint8)
     return {
         name: [cv2.resize(f, size, interpolation=cv2.INTER_LINEAR) for f in [*frames, noise]]
         for name, size in RESOLUTIONS.items()

@@ -5,7 +5,7 @@ import numpy as np
 
 from edge.images import read_image
 from edge.preprocess import PreprocessSpec, prepare
-from tests.train.test_data import make_dataset, write_corrupt, write_format_zoo
+from tests.helpers import make_dataset, write_corrupt, write_format_zoo
 from train.cache import prepared
 from train.data import discover
 

@@ -10,8 +10,7 @@ import pytest
 
 from edge.bundle import load_bundle
 from edge.classifier import Classifier
-from tests.conftest import assert_one_line_error, run_cli
-from tests.train.test_data import make_dataset, write_corrupt
+from tests.helpers import assert_one_line_error, make_dataset, run_cli, write_corrupt
 from train.config import FitConfig
 from train.fit import fit, resume_config
 from train.pipeline import Batches
@@ -47,6 +46,19 @@ def test_an_interrupted_run_resumes_after_its_last_epoch(small_digits, cache_dir
     run = fit(resumed, resume=True)
     assert [r["epoch"] for r in history(run.path)] == ["0", "1", "2"]
     assert {"best.keras", "last.keras", "model.keras"} <= {p.name for p in run.path.iterdir()}
+
+
+@pytest.mark.slow
+def test_resume_with_more_epochs_records_them_in_config_json(small_digits, cache_dir, tmp_path):
+    config = FitConfig(data=str(small_digits), out=str(tmp_path / "run"), cache_dir=str(cache_dir), **SMALL)
+    fit(replace(config, epochs=1))
+    result = run_cli(
+        "edgesight-train", "fit", str(small_digits), "--out", str(tmp_path / "run"), "--resume", "--epochs", "2",
+        timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["epochs"] == 2
+    assert [r["epoch"] for r in history(tmp_path / "run")] == ["0", "1"]
 
 
 @pytest.mark.slow

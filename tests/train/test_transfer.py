@@ -13,7 +13,7 @@ import pytest
 from edge.bundle import load_bundle
 from edge.classifier import Classifier
 from edge.errors import EdgesightError
-from tests.conftest import (
+from tests.helpers import (
     BACKBONE_SIZE,
     BACKBONE_WIDTH,
     NO_NETWORK,
