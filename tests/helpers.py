@@ -341,3 +341,15 @@ def colour_backbone(width: float, side: int) -> Any:
                 kernel[0, 0, :3] = rng.normal(0, 1, kernel.shape[2:])[:3]  # residual blocks stay zero: identities
         layer.set_weights(weights)
     return backbone
+
+
+def local_device(daemon: Any, wait_seconds: int = 60) -> dict[str, str]:
+    """The environment that points deploy/*.sh with HOST=local at a test's daemon: its state folder, its
+    reload (SIGHUP) and its status URL."""
+    return {
+        **os.environ,
+        "STATE": str(daemon.bundles.parent),
+        "RELOAD": f"kill -HUP {daemon.pid}",
+        "STATUS_URL": daemon.url + "/api/status",
+        "WAIT_SECONDS": str(wait_seconds),
+    }
