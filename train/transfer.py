@@ -120,7 +120,8 @@ def train_transfer(
 def _train_head(model: keras.Model, features: np.ndarray, train: Batches, val: Batches) -> tuple[float, float, float]:
     """Logistic regression on the features, copied into ``model``'s ``scores``: (C, val loss, val accuracy)."""
     classes = model.output_shape[-1]
-    x_train, x_val = features[train.indices], features[val.indices]
+    # float64: scikit-learn keeps float32 inputs in float32, and log_loss warns at their rounding
+    x_train, x_val = features[train.indices].astype(np.float64), features[val.indices].astype(np.float64)
     weights = None if train.class_weights is None else train.class_weights[train.labels]
     fits = []
     for c in HEAD_REGULARIZATION:
