@@ -22,6 +22,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+from scipy.special import softmax
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
@@ -118,33 +119,37 @@ def train_transfer(
 
 
 def _train_head(model: keras.Model, features: np.ndarray, train: Batches, val: Batches) -> tuple[float, float, float]:
-    """Logistic regression on the features, copied into ``model``'s ``scores``: (C, val loss, val accuracy)."""
+    """Logistic regression on the features, copied into ``model``'s ``scores``: (C, val loss, val accuracy).
+
+    The strengths are fitted weakest regularization last, each starting from the previous solution.
+    """
     classes = model.output_shape[-1]
     # float64: scikit-learn keeps float32 inputs in float32, and log_loss warns at their rounding
     x_train, x_val = features[train.indices].astype(np.float64), features[val.indices].astype(np.float64)
     weights = None if train.class_weights is None else train.class_weights[train.labels]
+    probe = LogisticRegression(max_iter=HEAD_ITERATIONS, warm_start=True)
     fits = []
-    for c in HEAD_REGULARIZATION:
+    for c in sorted(HEAD_REGULARIZATION):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)  # the iteration cap is the budget; the fit stands
-            probe = LogisticRegression(C=c, max_iter=HEAD_ITERATIONS).fit(x_train, train.labels, sample_weight=weights)
-        loss = log_loss(val.labels, _probabilities(probe, x_val, classes), labels=range(classes))
-        fits.append((loss, c, probe))
-    loss, c, probe = min(fits, key=lambda fit: fit[0])
-    kernel, bias = np.zeros((features.shape[1], classes), np.float32), np.zeros(classes, np.float32)
+            probe.set_params(C=c).fit(x_train, train.labels, sample_weight=weights)
+        kernel, bias = _dense(probe, features.shape[1], classes)
+        probabilities = softmax(x_val @ kernel + bias, axis=1)
+        loss = log_loss(val.labels, probabilities, labels=range(classes))
+        fits.append((loss, c, kernel, bias, float((probabilities.argmax(axis=1) == val.labels).mean())))
+    loss, c, kernel, bias, accuracy = min(fits, key=lambda fit: fit[0])
+    model.get_layer("scores").set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
+    return c, float(loss), accuracy
+
+
+def _dense(probe: LogisticRegression, features: int, classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The fitted regression as the kernel and bias of a softmax layer over every class."""
+    kernel, bias = np.zeros((features, classes)), np.zeros(classes)
     if len(probe.classes_) == 2:  # one logit for the second class: softmax([0, z]) is sigmoid(z)
         kernel[:, probe.classes_[1]], bias[probe.classes_[1]] = probe.coef_[0], probe.intercept_[0]
     else:
         kernel[:, probe.classes_], bias[probe.classes_] = probe.coef_.T, probe.intercept_
-    model.get_layer("scores").set_weights([kernel, bias])
-    accuracy = float((_probabilities(probe, x_val, classes).argmax(axis=1) == val.labels).mean())
-    return c, float(loss), accuracy
-
-
-def _probabilities(probe: LogisticRegression, x: np.ndarray, classes: int) -> np.ndarray:
-    out = np.zeros((len(x), classes))
-    out[:, probe.classes_] = probe.predict_proba(x)
-    return out
+    return kernel, bias
 
 
 def unfreeze_top(backbone: keras.Model, blocks: int) -> int:
