@@ -9,6 +9,8 @@ from train.augment import Augment
 DEFAULT_EPOCHS = 30
 # MobileNetV2's inverted-residual blocks (expanded_conv, block_1 .. block_16): what --fine-tune counts.
 BACKBONE_BLOCKS = 17
+# The widths Keras publishes ImageNet MobileNetV2 weights for (keras/src/applications/mobilenet_v2.py).
+IMAGENET_WIDTHS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,9 @@ class FitConfig:
             found.append(f"label_smoothing must be within 0..1 (got {self.label_smoothing})")
         if self.weights and self.model != "mobilenetv2":
             found.append(f"weights: only mobilenetv2 has a pretrained backbone (got model {self.model!r})")
+        if self.weights == "imagenet" and self.width not in IMAGENET_WIDTHS:
+            widths = ", ".join(f"{w:g}" for w in IMAGENET_WIDTHS)
+            found.append(f"width: Keras publishes ImageNet MobileNetV2 weights for {widths} (got {self.width:g})")
         if self.fine_tune and not self.weights:
             found.append("fine_tune needs a pretrained backbone (--weights imagenet or a file)")
         if not 0 <= self.fine_tune <= BACKBONE_BLOCKS:

@@ -45,7 +45,7 @@ from train.run import (
     load_run,
     versions,
 )
-from train.transfer import TransferResult, train_transfer, uses_backbone
+from train.transfer import TransferResult, pretrained_weights, train_transfer, uses_backbone
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,8 @@ def fit(config: FitConfig, resume: bool = False) -> Run:
     if problems:
         raise EdgesightError(f"invalid training setting: {problems[0]}", EXIT_CONFIG)
 
+    if uses_backbone(config):
+        pretrained_weights(config)  # downloaded (or missing) before any image is prepared, not after
     # Data: every image prepared once by the device's own preprocessing, cached on disk.
     dataset = discover(Path(config.data), config.min_per_class)
     assignment = split(dataset, config.seed, config.val_fraction, config.test_fraction)

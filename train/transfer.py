@@ -65,6 +65,15 @@ def uses_backbone(config: FitConfig) -> bool:
     return bool(config.weights)
 
 
+def pretrained_weights(config: FitConfig) -> Path:
+    """The backbone file of a transfer-learning run: from the Keras cache (downloaded once) or the user's."""
+    spec = config.preprocess
+    weights = weights_file(config.model_options, (spec.height, spec.width, spec.channels))
+    if weights is None:
+        raise ValueError("not a transfer-learning config: no --weights")
+    return weights
+
+
 def train_transfer(
     model: keras.Model,
     config: FitConfig,
@@ -81,15 +90,12 @@ def train_transfer(
     """
     backbone = model.get_layer(BACKBONE)
     backbone.trainable = False
-    spec = config.preprocess
-    input_shape = (spec.height, spec.width, spec.channels)
-    weights = weights_file(config.model_options, input_shape)
-    assert weights is not None  # uses_backbone(config)
+    weights = pretrained_weights(config)
 
     started = time.monotonic()
     extractor = keras.Model(model.input, model.get_layer("scores").input)
     bar = keras.utils.Progbar(int(images.readable.sum()), unit_name="image", verbose=1 if sys.stderr.isatty() else 2)
-    key = backbone_key(config.model, config.width, input_shape, weights)
+    key = backbone_key(config.model, config.width, model.input_shape[1:], weights)
     features, features_file, cached = cached_features(images, extractor, key, bar.update)
     features_seconds = time.monotonic() - started
 

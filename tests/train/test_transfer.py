@@ -190,3 +190,21 @@ def test_fine_tuning_keeps_batch_norm_statistics_and_passes_the_int8_gate(offlin
     bundle = load_bundle(tmp_path / "bundle")
     assert Classifier(bundle).golden_check() >= 1
     assert result.int8_accuracy >= 0.8, result
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--weights", "imagenet", "--width", "0.6"], "width: Keras publishes ImageNet MobileNetV2 weights for 0.35"),
+        (["--fine-tune", "2"], "fine_tune needs a pretrained backbone (--weights imagenet or a file)"),
+        (["--weights", "imagenet", "--fine-tune", "18"], "fine_tune counts backbone blocks from the top: 0..17"),
+        (["--weights", "imagenet", "--model", "tiny"], "weights: only mobilenetv2 has a pretrained backbone"),
+    ],
+)
+def test_transfer_settings_that_cannot_work_are_config_errors(tmp_path, flags, message):
+    data = tmp_path / "data"
+    result = run_cli(
+        "edgesight-train", "fit", str(data), "--out", str(tmp_path / "run"), "--model", "mobilenetv2", "--size", "96",
+        *flags,
+    )  # fmt: skip
+    assert_one_line_error(result, 78, message)

@@ -15,12 +15,12 @@ from pathlib import Path
 import keras
 
 from edge.errors import EXIT_CONFIG, EXIT_UNAVAILABLE, EdgesightError
+from train.config import IMAGENET_WIDTHS
 
 log = logging.getLogger(__name__)
 
-# keras/src/applications/mobilenet_v2.py: BASE_WEIGHT_PATH, the accepted alphas and the sizes with own files.
+# keras/src/applications/mobilenet_v2.py: BASE_WEIGHT_PATH and the sizes with files of their own.
 MOBILENETV2_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
-MOBILENETV2_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 MOBILENETV2_SIZES = (96, 128, 160, 192, 224)
 DEFAULT_SIZE = 224
 IMAGENET = "imagenet"
@@ -39,10 +39,10 @@ def keras_cache_dir() -> Path:
 
 def mobilenetv2_file(alpha: float, size: int) -> str:
     """The file name Keras downloads for a MobileNetV2 backbone without its top."""
-    if alpha not in MOBILENETV2_ALPHAS:
+    if alpha not in IMAGENET_WIDTHS:
         raise EdgesightError(
             f"--weights imagenet: Keras publishes MobileNetV2 weights for --width"
-            f" {', '.join(f'{a:g}' for a in MOBILENETV2_ALPHAS)} (got {alpha:g})",
+            f" {', '.join(f'{a:g}' for a in IMAGENET_WIDTHS)} (got {alpha:g})",
             EXIT_CONFIG,
         )
     rows = size if size in MOBILENETV2_SIZES else DEFAULT_SIZE
