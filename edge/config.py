@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, get_type_hints
 
 from edge.errors import EXIT_CONFIG, EdgesightError
+from edge.images import MAX_PIXELS
 from edge.publish.settings import HttpSettings, MqttSettings, OutputSettings
 
 
@@ -43,6 +44,7 @@ class SourceConfig:
     reconnect_max_s: float = key(30.0, low=0.01, high=3600)  # the wait doubles up to this
     max_fps: float = key(0.0, low=0, high=1000)  # classify at most this often (saves power); 0 = no limit
     roi: tuple[int, ...] = ()  # [x, y, width, height] crop of the captured frame; empty = whole frame
+    max_pixels: int = key(MAX_PIXELS, low=1)  # image files declaring more pixels are skipped, not decoded
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ smooth, publish results until the source ends or the stop event is set (SIGINT/S
 Results go to the configured outputs (JSON lines, MQTT, HTTP) and to ``emit`` when given. systemd
 hears READY=1 once the model passed its golden check and the first frame is classified, WATCHDOG=1
 only while frames are classified, and STATUS= lines. The ``reload`` event (SIGHUP) re-reads the
-config and swaps the model only after the new bundle passed every check in a child process.
+config and prepares the new model (checked in a child process) and source in a thread of its own while
+the old model goes on classifying; they are swapped in only once all of it succeeded.
 """
 
 import logging
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.capture import Backoff, Capture, Frame, Source, SourceEndedError, open_source
+from edge.capture import Backoff, Capture, Frame, Source, SourceEndedError, first_frame, is_camera, open_source
 from edge.classifier import Classifier, load_classifier
 from edge.config import Config, SourceConfig, load_config
 from edge.dataloop import DataLoop
@@ -98,27 +99,71 @@ def _model_size(classifier: Classifier) -> tuple[int, int]:
     return spec.width, spec.height
 
 
-def reload_live(live: Live, config_path: Path, state: LiveState) -> Live:
-    """The config and model read again; the new bundle is checked in a child first, so a corrupt
-    flatbuffer can only crash the child. Raises ``EdgesightError`` and leaves ``live`` untouched on failure."""
+@dataclass(frozen=True)
+class Prepared:
+    """A reload made ready beside the loop: everything slow is done, so swapping it in is quick."""
+
+    config: Config
+    classifier: Classifier
+    model: ModelInfo
+    source: Source | None  # a new source to read, shown to answer; None: the live capture stays
+
+
+def prepare_reload(live: Live, config_path: Path) -> Prepared:
+    """Read the config again, check the new bundle in a child (a corrupt flatbuffer can only crash the
+    child), load it and run its golden samples, and open a changed source and read a frame from it.
+
+    Runs in its own thread while the old model goes on classifying; raises ``EdgesightError`` when the
+    reload must be refused, and then nothing live has been touched.
+    """
     config = load_config(config_path)
     if Path(config.model.path).is_dir():
         verify_in_child(Path(config.model.path).resolve())  # named by its version, not by `current`
     classifier, model = load_model(config)
-    new = replace(live, config=config, classifier=classifier, model=model)
+    source = None
+    if config.source != live.config.source or _model_size(classifier) != _model_size(live.classifier):
+        source = open_source(config.source, _model_size(classifier))  # a missing file fails here
+        # The same camera cannot be opened a second time while it is read: it is reopened with the new settings.
+        if not (config.source.uri == live.config.source.uri and is_camera(config.source.uri)):
+            # A stream or camera that does not answer within timeout_s is refused. A second source object,
+            # so the one that goes live starts afresh (an image folder at its first image).
+            first_frame(open_source(config.source, _model_size(classifier)))
+    return Prepared(config, classifier, model, source)
+
+
+def apply_reload(live: Live, prepared: Prepared, state: LiveState) -> Live:
+    """What ``prepare_reload`` made ready, made live; the caller swaps it in under the interpreter lock."""
+    config, classifier = prepared.config, prepared.classifier
+    new = replace(live, config=config, classifier=classifier, model=prepared.model)
     if config.results != live.config.results or classifier.manifest.labels != live.classifier.manifest.labels:
         new.results = ResultFilter(config.results, classifier.manifest.labels)
     if config.dataloop != live.config.dataloop:
         new.dataloop = DataLoop(config.dataloop) if config.dataloop.dir else None
-    if config.source != live.config.source or _model_size(classifier) != _model_size(live.classifier):
-        source = open_source(config.source, _model_size(classifier))  # a bad source fails before the old one stops
+    if prepared.source is not None:
         live.capture.close()
-        new.capture = _capture(source, config.source, state)
+        new.capture = _capture(prepared.source, config.source, state)
     for section in ("output", "mqtt", "http"):
         if getattr(config, section) != getattr(live.config, section):
             log.warning("[%s] changed: it takes effect when the service restarts", section)
     new.report_to(state)
     return new
+
+
+class PendingReload:
+    """``prepare_reload`` in its own thread; ``done`` is set when ``outcome`` holds what it made or raised."""
+
+    def __init__(self, live: Live, config_path: Path) -> None:
+        self.outcome: Prepared | Exception | None = None
+        self.done = threading.Event()
+        threading.Thread(target=self._prepare, args=(live, config_path), name="reload", daemon=True).start()
+
+    def _prepare(self, live: Live, config_path: Path) -> None:
+        try:
+            self.outcome = prepare_reload(live, config_path)
+        except Exception as e:  # reported by the loop; the old model keeps running whatever went wrong
+            self.outcome = e
+        finally:
+            self.done.set()
 
 
 def run(
@@ -155,6 +200,7 @@ def run(
         raise
     notifier.status(f"waiting for the first frame from {live.capture.source.description}")
     ready = False
+    pending: PendingReload | None = None
     next_report = time.monotonic() + HEALTH_LOG_INTERVAL_S
     next_status = next_watchdog = 0.0
     watchdog_period = (notifier.watchdog_seconds or 0) / 3
@@ -165,9 +211,16 @@ def run(
             if now >= next_report:
                 log.info("%s", state.snapshot().summary())
                 next_report = now + HEALTH_LOG_INTERVAL_S
-            if reload is not None and reload.is_set():
+            if pending is None and reload is not None and reload.is_set():
                 reload.clear()
-                live = _reload(live, config_path or Path(), state, notifier, lock)
+                notifier.reloading(time.monotonic_ns() // 1000)
+                log.info("reload requested: reading %s", config_path)
+                pending = PendingReload(live, config_path or Path())
+            if pending is not None and pending.done.is_set():
+                new = _finish_reload(live, pending.outcome, state, notifier)
+                with lock:  # POST /api/classify reads `live` under the lock
+                    live = new
+                pending = None
             try:
                 frame = live.capture.take(TAKE_TIMEOUT_S)
             except SourceEndedError:
@@ -229,22 +282,21 @@ def _classify(live: Live, frame: Frame) -> tuple[np.ndarray, Result]:
     return image, result
 
 
-def _reload(live: Live, config_path: Path, state: LiveState, notifier: Notifier, lock: threading.Lock) -> Live:
-    """Apply a reload request; on any failure the old model keeps running and the failure is reported."""
-    notifier.reloading(time.monotonic_ns() // 1000)
-    log.info("reload requested: reading %s", config_path)
-    try:
-        with lock:
-            new = reload_live(live, config_path, state)
-    except EdgesightError as e:
-        log.error("reload refused, %s keeps running: %s", live.classifier.name, e)
-        state.on_reload(False, str(e))
-        notifier.ready(f"reload refused ({e}); {state.snapshot().status_line()}")
-        return live
-    log.info("reloaded: %s is live", new.classifier.name)
-    state.on_reload(True, f"{new.classifier.name} is live")
-    notifier.ready(state.snapshot().status_line())
-    return new
+def _finish_reload(live: Live, outcome: Prepared | Exception | None, state: LiveState, notifier: Notifier) -> Live:
+    """Swap in a prepared reload; on any failure the old model keeps running and the refusal is reported."""
+    if isinstance(outcome, Prepared):
+        new = apply_reload(live, outcome, state)
+        log.info("reloaded: %s is live", new.classifier.name)
+        state.on_reload(True, f"{new.classifier.name} is live")
+        notifier.ready(state.snapshot().status_line())
+        return new
+    if isinstance(outcome, EdgesightError):
+        log.error("reload refused, %s keeps running: %s", live.classifier.name, outcome)
+    else:
+        log.error("reload failed, %s keeps running; please report it", live.classifier.name, exc_info=outcome)
+    state.on_reload(False, str(outcome))
+    notifier.ready(f"reload refused ({outcome}); {state.snapshot().status_line()}")
+    return live
 
 
 def crop(image: np.ndarray, roi: tuple[int, ...]) -> np.ndarray:

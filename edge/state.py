@@ -142,16 +142,22 @@ class Snapshot:
         return Health(True, "ok")
 
     def stats(self) -> dict[str, Any]:
-        """Flat numbers for the MQTT ``stats`` topic and Home Assistant's sensors."""
+        """Flat numbers for the MQTT ``stats`` topic and Home Assistant's sensors.
+
+        Figures not measured yet are null (``unknown`` in Home Assistant), not 0, which its history would
+        draw as a dip to zero after every start: latency and frame age until a frame is classified, the
+        rate until two are.
+        """
+        measured = self.frames_classified > 0
         return {
             "ts": round(time.time(), 3),
             "uptime_s": self.uptime_s,
             "frames": self.frames_classified,
-            "fps": round(self.fps, 2),
-            "latency_ms": self.latency_ms,
-            "latency_p95_ms": self.latency_p95_ms,
-            "frame_age_ms": self.frame_age_ms,
-            "frame_age_p95_ms": self.frame_age_p95_ms,
+            "fps": round(self.fps, 2) if self.frames_classified > 1 else None,
+            "latency_ms": self.latency_ms if measured else None,
+            "latency_p95_ms": self.latency_p95_ms if measured else None,
+            "frame_age_ms": self.frame_age_ms if measured else None,
+            "frame_age_p95_ms": self.frame_age_p95_ms if measured else None,
             "dropped_frames": self.dropped_frames,
             "publish_dropped": sum(c.dropped for _, c in self.sinks),
             "publish_failed": sum(c.failed for _, c in self.sinks),

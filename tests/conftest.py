@@ -128,7 +128,7 @@ def daemon(tmp_path, digits_bundle, digits_dir):
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     process.notify, process.bundles, process.url = notify, bundles, f"http://127.0.0.1:{port}"
-    process.results = tmp_path / "results.jsonl"
+    process.results, process.config = tmp_path / "results.jsonl", config
     yield process
     process.kill()
     process.wait(30)

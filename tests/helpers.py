@@ -6,11 +6,13 @@ import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -286,6 +288,38 @@ def write_corrupt(folder: Path) -> list[str]:
     (folder / "empty.png").write_bytes(b"")
     (folder / "text.png").write_text("not an image")
     return ["empty.png", "text.png", "truncated.jpg"]
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header declares a huge image: a decompression bomb's opening."""
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+
+
+def blank_png(width: int, height: int) -> bytes:
+    """A real, decodable greyscale PNG of zeros, compressed row by row: a few KB that decode to
+    ``width * height`` pixels, as the decompression bombs users meet."""
+    compressor = zlib.compressobj(9)
+    row = bytes(width + 1)  # filter byte 0, then the pixels
+    data = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+        + _png_chunk(b"IDAT", data)
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def render_template(template: str, payload: bytes) -> str:
+    """A Home Assistant MQTT value template rendered as Home Assistant does (Jinja2, sandboxed, with
+    ``value`` and ``value_json``); a null renders as ``None``, which Home Assistant reads as unknown."""
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    text = payload.decode()
+    return ImmutableSandboxedEnvironment().from_string(template).render(value=text, value_json=json.loads(text))
 
 
 def write_legacy_backbone(model: Any, path: Path) -> Path:

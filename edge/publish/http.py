@@ -1,26 +1,29 @@
 """The HTTP server: a live page, JSON API, Prometheus metrics, snapshots and classification of uploads.
 
-Standard library only (``ThreadingHTTPServer``), so it fits a Pi Zero 2 W. Bound to 127.0.0.1 by
-default; with a bearer token every endpoint except ``/`` (a static page that asks for the token) and
-``/healthz`` (for probes) requires ``Authorization: Bearer <token>``.
+Standard library only (``edge.publish.server``: a bounded pool of handler threads), so it fits a Pi
+Zero 2 W. Bound to 127.0.0.1 by default; with a bearer token every endpoint except ``/``, ``/favicon.ico``
+(static) and ``/healthz`` (for probes) requires ``Authorization: Bearer <token>``.
 """
 
 import hmac
 import json
 import logging
+import struct
 import threading
 from collections.abc import Callable
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from importlib import resources
 from typing import Any
 
+import cv2
 import numpy as np
 
 from edge.errors import EXIT_CONFIG, EdgesightError
 from edge.postprocess import Classification
-from edge.publish.metrics import exposition, registry_for
+from edge.publish.metrics import CountCollector, exposition, registry_for
 from edge.publish.secrets import read_secret
+from edge.publish.server import BoundedHttpServer
 from edge.publish.settings import HttpSettings, check
 from edge.publish.snapshot import annotate, encode_jpeg
 from edge.publish.upload import UploadError, check_upload
@@ -30,6 +33,23 @@ log = logging.getLogger(__name__)
 
 Classify = Callable[[np.ndarray], Classification]
 READ_TIMEOUT_S = 10  # a client that stalls mid-request loses its connection, not a thread forever
+
+
+def favicon(size: int = 32) -> bytes:
+    """An ICO holding one PNG: a green eye, drawn here so the page needs no asset and browsers get no 404."""
+    image = np.zeros((size, size, 4), np.uint8)  # BGRA, transparent
+    centre, radius = (size // 2, size // 2), size // 2 - 1
+    cv2.circle(image, centre, radius, (80, 175, 76, 255), -1, cv2.LINE_AA)
+    cv2.circle(image, centre, radius // 2, (255, 255, 255, 255), -1, cv2.LINE_AA)
+    cv2.circle(image, centre, radius // 4, (48, 35, 29, 255), -1, cv2.LINE_AA)
+    png = cv2.imencode(".png", image)[1].tobytes()
+    # ICONDIR (reserved, type 1 = icon, one image), then its ICONDIRENTRY pointing past both headers.
+    return struct.pack("<HHH", 0, 1, 1) + struct.pack("<BBBBHHII", size, size, 0, 0, 1, 32, len(png), 22) + png
+
+
+def read_token(settings: HttpSettings) -> str | None:
+    """The bearer token from ``token_file`` or systemd's ``http_token`` credential; None: no token."""
+    return read_secret(settings.token_file, "http_token", "[http] token_file")
 
 
 class HttpServer:
@@ -49,18 +69,25 @@ class HttpServer:
         self.classify_lock = threading.Lock()
         self._snapshot_lock = threading.Lock()
         self._snapshot: tuple[int, bytes] | None = None  # frames classified when encoded, the JPEG
-        self.token = read_secret(settings.token_file, "http_token", "[http] token_file")
+        self.token = read_token(settings)
         self.page = resources.files("edge.publish").joinpath("page.html").read_bytes()
+        self.favicon = favicon()
         try:
-            self._server = ThreadingHTTPServer((settings.host, settings.port), _handler(self))
+            self._server = BoundedHttpServer((settings.host, settings.port), _handler(self))
         except OSError as e:
             raise EdgesightError(
                 f"[http] host/port: cannot listen on {settings.host}:{settings.port} ({e.strerror});"
                 " pick another port or stop what uses it",
                 EXIT_CONFIG,
             ) from e
-        self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
+        self.registry.register(
+            CountCollector(
+                "edgesight_http_refused",
+                "HTTP connections answered 503: every handler was busy.",
+                lambda: self._server.refused,
+            )
+        )
 
     @property
     def url(self) -> str:
@@ -108,6 +135,8 @@ def _handler(app: HttpServer) -> type[BaseHTTPRequestHandler]:
             path = self.path.split("?", 1)[0]
             if path in ("/", "/index.html"):
                 return self._send(HTTPStatus.OK, app.page, "text/html; charset=utf-8")
+            if path == "/favicon.ico":
+                return self._send(HTTPStatus.OK, app.favicon, "image/x-icon")
             if path == "/healthz":
                 health = app.state.snapshot().health(app.settings.stale_after_s)
                 status = HTTPStatus.OK if health.ok else HTTPStatus.SERVICE_UNAVAILABLE

@@ -10,7 +10,7 @@ from typing import IO, TYPE_CHECKING
 
 from edge.publish.base import Sink
 from edge.publish.jsonl import JsonlSink
-from edge.publish.settings import HttpSettings, MqttSettings, OutputSettings
+from edge.publish.settings import HttpSettings, MqttSettings, OutputSettings, check
 from edge.result import Result
 from edge.state import LiveState
 
@@ -18,6 +18,26 @@ if TYPE_CHECKING:
     from edge.publish.http import Classify, HttpServer
 
 log = logging.getLogger(__name__)
+
+
+def check_outputs(output: OutputSettings | None, mqtt: MqttSettings | None, http: HttpSettings | None) -> list[str]:
+    """Refuse what ``Outputs`` would refuse (settings, secret files, TLS files) without connecting or
+    listening; return what was checked, for ``edgesight check``."""
+    from edge.publish.http import read_token
+    from edge.publish.mqtt import MqttSink
+
+    checked = []
+    if output is not None:
+        check(output, "output")
+        checked.append("jsonl " + ("stdout" if output.jsonl == "-" else output.jsonl))
+    if mqtt is not None:
+        MqttSink(mqtt)  # reads the password and the TLS files as the daemon does; connects only on start
+        checked.append(f"mqtt {mqtt.host}:{mqtt.port}")
+    if http is not None:
+        check(http, "http")
+        token = read_token(http)
+        checked.append(f"http {http.host}:{http.port}" + (" with a token" if token else ""))
+    return checked
 
 
 class Outputs:
