@@ -176,7 +176,7 @@ deploy: ## push BUNDLE to HOST=user@pi, switch, and roll back unless it comes up
 	@[ -n "$(HOST)" ] || { echo "usage: make deploy HOST=pi@raspberrypi.local BUNDLE=bundles/photos"; exit 64; }
 	bash deploy/deploy.sh $(HOST) $(BUNDLE)
 
-retrain: $(STAMP) ## pull HOST's labels into DATA, fit RUN, quantize BUNDLE; deploy it only if not worse than the live one
+retrain: | $(STAMP) ## pull HOST's labels into DATA, fit RUN, quantize BUNDLE; deploy it only if not worse than the live one
 	@[ -n "$(HOST)" ] && [ "$(DATA)" != data/digits ] || { echo "usage: make retrain HOST=pi@garage.local" \
 	  "DATA=data/garage RUN=runs/garage-2 BUNDLE=bundles/garage-2 [MARGIN=2] [RETRAIN_FLAGS='...']"; exit 64; }
 	$(MAKE) --no-print-directory pull-data HOST=$(HOST) DATA=$(DATA)

@@ -343,7 +343,12 @@ def write_legacy_backbone(model: Any, path: Path) -> Path:
 
 # The smallest backbone Keras publishes ImageNet weights for: what the transfer-learning tests train.
 BACKBONE_WIDTH, BACKBONE_SIZE = 0.35, 96
-NO_NETWORK = {"https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"}  # a download fails at once
+# Downloads through a proxy that is not there fail at once; loopback stays direct.
+NO_NETWORK = {
+    "https_proxy": "http://127.0.0.1:9",
+    "http_proxy": "http://127.0.0.1:9",
+    "no_proxy": "127.0.0.1,localhost",
+}
 
 
 def colour_backbone(width: float, side: int) -> Any:
