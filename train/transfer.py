@@ -10,7 +10,7 @@
    few hundred images would only blur them), early stopping on validation loss; the checkpoint is kept
    only when it beats the head's validation loss, so fine-tuning never makes the run worse on validation.
 
-Each phase is timed; ``fit`` writes the split into the run's metrics and the report shows it.
+Each phase is timed: ``fit`` writes the times into the run's ``metrics.json``, and its report shows them.
 """
 
 import logging
@@ -158,12 +158,9 @@ def _dense(probe: LogisticRegression, features: int, classes: int) -> tuple[np.n
     return kernel, bias
 
 
-def unfreeze_top(backbone: keras.Model, blocks: int) -> int:
-    """Make the last ``blocks`` blocks (and the final 1x1 convolution) trainable, batch norm excepted.
-
-    Batch-norm layers stay frozen, which in Keras 3 also runs them in inference mode. Returns the
-    number of trainable weights.
-    """
+def unfreeze_top(backbone: keras.Model, blocks: int) -> None:
+    """Make the last ``blocks`` blocks (and the final 1x1 convolution) trainable, batch norm excepted:
+    a frozen batch-norm layer also runs in inference mode in Keras 3."""
     first = BACKBONE_BLOCKS - blocks
     prefix = "expanded_conv" if first == 0 else f"block_{first}_"
     names = [layer.name for layer in backbone.layers]
@@ -171,7 +168,6 @@ def unfreeze_top(backbone: keras.Model, blocks: int) -> int:
     backbone.trainable = True
     for i, layer in enumerate(backbone.layers):
         layer.trainable = i >= start and not isinstance(layer, keras.layers.BatchNormalization)
-    return len(backbone.trainable_weights)
 
 
 def _fine_tune(

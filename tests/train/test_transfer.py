@@ -208,3 +208,15 @@ def test_transfer_settings_that_cannot_work_are_config_errors(tmp_path, flags, m
         *flags,
     )  # fmt: skip
     assert_one_line_error(result, 78, message)
+
+
+def test_the_features_key_names_the_backbone_file_its_width_and_input(tmp_path):
+    from train.features import backbone_key
+
+    (tmp_path / "a.h5").write_bytes(b"one backbone")
+    (tmp_path / "b.h5").write_bytes(b"another backbone")
+    key = backbone_key("mobilenetv2", 0.35, (96, 96, 3), tmp_path / "a.h5")
+    assert key == backbone_key("mobilenetv2", 0.35, (96, 96, 3), tmp_path / "a.h5")
+    assert key != backbone_key("mobilenetv2", 0.35, (96, 96, 3), tmp_path / "b.h5")
+    assert key != backbone_key("mobilenetv2", 0.5, (96, 96, 3), tmp_path / "a.h5")
+    assert key != backbone_key("mobilenetv2", 0.35, (128, 128, 3), tmp_path / "a.h5")
