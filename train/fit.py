@@ -70,8 +70,15 @@ def fit(config: FitConfig, resume: bool = False) -> Run:
     if problems:
         raise EdgesightError(f"invalid training setting: {problems[0]}", EXIT_CONFIG)
 
+    if resume and uses_backbone(config):
+        raise EdgesightError(
+            f"{out}: a transfer-learning run does not resume; run it again without --resume (its backbone"
+            " features are cached, so the head retrains in seconds)",
+            EXIT_CONFIG,
+        )
     if uses_backbone(config):
         pretrained_weights(config)  # downloaded (or missing) before any image is prepared, not after
+
     # Data: every image prepared once by the device's own preprocessing, cached on disk.
     dataset = discover(Path(config.data), config.min_per_class)
     assignment = split(dataset, config.seed, config.val_fraction, config.test_fraction)
@@ -92,12 +99,6 @@ def fit(config: FitConfig, resume: bool = False) -> Run:
     )
 
     # Model: new, or the last checkpoint of an interrupted run.
-    if resume and uses_backbone(config):
-        raise EdgesightError(
-            f"{out}: a transfer-learning run does not resume; run it again without --resume (its backbone"
-            " features are cached, so the head retrains in seconds)",
-            EXIT_CONFIG,
-        )
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
     initial_epoch, best_so_far = _resume_point(out) if resume else (0, None)

@@ -220,3 +220,12 @@ def test_the_features_key_names_the_backbone_file_its_width_and_input(tmp_path):
     assert key != backbone_key("mobilenetv2", 0.35, (96, 96, 3), tmp_path / "b.h5")
     assert key != backbone_key("mobilenetv2", 0.5, (96, 96, 3), tmp_path / "a.h5")
     assert key != backbone_key("mobilenetv2", 0.35, (128, 128, 3), tmp_path / "a.h5")
+
+
+def test_a_transfer_run_is_not_resumed_but_run_again(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    settings = {"data": str(tmp_path / "data"), "out": str(run), "model": "mobilenetv2", "size": 96}
+    (run / "config.json").write_text(json.dumps(settings | {"weights": "imagenet", "width": 0.35}))
+    result = run_cli("edgesight-train", "fit", str(tmp_path / "data"), "--out", str(run), "--resume", env=NO_NETWORK)
+    assert_one_line_error(result, 78, "a transfer-learning run does not resume; run it again without --resume")
