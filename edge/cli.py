@@ -9,6 +9,7 @@ from pathlib import Path
 
 from edge import __version__
 from edge.classifier import load_classifier
+from edge.collect.commands import add_commands as add_teach_commands
 from edge.config import ModelConfig, load_config
 from edge.console import HelpFormatter, add_logging_flags, run_main, write_json_line
 from edge.errors import EXIT_DATA, EXIT_NO_INPUT, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, EdgesightError
@@ -81,10 +82,15 @@ def _expand(arguments: list[str]) -> list[Path]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    return run_daemon(args.config)
+
+
+def run_daemon(config_path: Path, collect: bool = False) -> int:
+    """The daemon until SIGINT or SIGTERM; SIGHUP reloads. ``collect``: `edgesight collect`."""
     from edge.service import run
     from edge.systemd import Notifier
 
-    config = load_config(args.config)
+    config = load_config(config_path)
     stop, reload = threading.Event(), threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -100,7 +106,7 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGHUP, request_reload)
     notifier = Notifier()
     try:
-        run(config, stop, notifier=notifier, reload=reload, config_path=args.config)
+        run(config, stop, notifier=notifier, reload=reload, config_path=config_path, collect=collect)
     finally:
         notifier.close()
     return EXIT_OK
@@ -108,11 +114,20 @@ def _run(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from edge.capture import first_frame, open_source
+    from edge.collect.daemon import COLLECT_SIZE, model_wanted
     from edge.publish.outputs import check_outputs
     from edge.service import crop
 
     config = load_config(args.config)
     outputs = check_outputs(config.output if config.output.jsonl else None, config.mqtt, config.http)
+    if config.model is None or not model_wanted(config, collect=False):
+        source = open_source(config.source, COLLECT_SIZE)
+        frame = crop(first_frame(source), config.source.roi)
+        print(
+            f"{args.config}: ok: no model, collecting for labelling; source {source.description}"
+            f" (a {frame.shape[1]}x{frame.shape[0]} frame read), outputs: {', '.join(outputs) or 'none'}"
+        )
+        return EXIT_OK
     classifier = load_classifier(config.model)
     checked = classifier.golden_check()
     spec = classifier.manifest.preprocess
@@ -131,8 +146,10 @@ def _doctor(args: argparse.Namespace) -> int:
     model, options, source = args.model, {}, ""
     if args.config is not None:
         config = load_config(args.config)
-        model, source = config.model.path, config.source.uri
-        options = {k: getattr(config.model, k) for k in ("threads", "delegate", "labels", "mean", "std")}
+        source = config.source.uri
+        if config.model is not None:
+            model = config.model.path
+            options = {k: getattr(config.model, k) for k in ("threads", "delegate", "labels", "mean", "std")}
     checks = diagnose(str(model) if model else None, options, source)
     if args.json:
         write_json_line({"checks": [c.to_json() for c in checks]}, sys.stdout)
@@ -240,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     add_logging_flags(doctor)
     doctor.set_defaults(handler=_doctor)
+    add_teach_commands(commands)
     return parser
 
 

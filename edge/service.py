@@ -6,6 +6,10 @@ hears READY=1 once the model passed its golden check and the first frame is clas
 only while frames are classified, and STATUS= lines. The ``reload`` event (SIGHUP) re-reads the
 config and prepares the new model (checked in a child process) and source in a thread of its own while
 the old model goes on classifying; they are swapped in only once all of it succeeded.
+
+Without a model (none configured, none deployed yet, or `edgesight collect`) the daemon collects:
+every frame is offered to the teach loop's collector (``edge.collect``) instead of being classified,
+and READY and the watchdog follow the frames taken.
 """
 
 import logging
@@ -19,8 +23,19 @@ import numpy as np
 
 from edge.capture import Backoff, Capture, Frame, Source, SourceEndedError, first_frame, is_camera, open_source
 from edge.classifier import Classifier, load_classifier
-from edge.config import Config, SourceConfig, load_config
-from edge.dataloop import DataLoop
+from edge.collect.burst import LiveFrame
+from edge.collect.collector import Origin, Suggestion
+from edge.collect.daemon import (
+    COLLECT_MAX_FPS,
+    COLLECT_SIZE,
+    Teach,
+    make_collector,
+    model_wanted,
+    open_teach,
+    scene_collecting,
+    store_settings,
+)
+from edge.config import CollectConfig, Config, SourceConfig, load_config
 from edge.errors import EXIT_CONFIG, EdgesightError
 from edge.postprocess import Classification
 from edge.publish.outputs import Outputs
@@ -40,23 +55,36 @@ STATUS_INTERVAL_S = 5.0  # how often systemd's STATUS= line is refreshed
 
 @dataclass
 class Live:
-    """What a config makes live; a reload replaces the parts whose settings changed."""
+    """What a config makes live; a reload replaces the parts whose settings changed. Without a model
+    (``classifier`` None) the daemon only collects."""
 
     config: Config
-    classifier: Classifier
-    model: ModelInfo
-    results: ResultFilter
-    dataloop: DataLoop | None
+    classifier: Classifier | None
+    model: ModelInfo | None
+    results: ResultFilter | None
     capture: Capture
+    origin: Origin
+    collect: bool  # `edgesight collect`: the model is optional and frames are always collected
+    teach: Teach | None
+
+    @property
+    def name(self) -> str:
+        return self.classifier.name if self.classifier else "collecting without a model"
+
+    @property
+    def scene(self) -> bool:
+        return scene_collecting(self.config, self.collect, self.classifier is not None)
 
     def report_to(self, state: LiveState) -> None:
         """Tell the live state what is live now."""
         state.set_model(self.model)
-        state.set_dataloop(self.dataloop)
+        collector = self.teach.collector if self.teach else None
+        state.set_collector(collector, self.scene and collector is not None)
 
 
 def load_model(config: Config) -> tuple[Classifier, ModelInfo]:
     """Load the model and re-run its golden samples."""
+    assert config.model is not None, "model_wanted() says whether there is one"
     classifier = load_classifier(config.model)
     checked = classifier.golden_check()
     describe = classifier.describe()
@@ -74,16 +102,30 @@ def load_model(config: Config) -> tuple[Classifier, ModelInfo]:
     return classifier, model
 
 
-def start(config: Config, state: LiveState) -> Live:
-    classifier, model = load_model(config)
+def start(config: Config, state: LiveState, collect: bool = False) -> Live:
+    classifier, model = None, None
+    if model_wanted(config, collect):
+        try:
+            classifier, model = load_model(config)
+        except EdgesightError as e:
+            if not collect:
+                raise
+            log.warning("%s; collecting without the model's suggestions", e)
+    scene = scene_collecting(config, collect, classifier is not None)
+    needed = scene or (classifier is not None and config.dataloop is not None)
+    teach = open_teach(config, needed) if needed or config.http is not None else None  # /label needs it too
     source = open_source(config.source, _model_size(classifier))
+    origin = Origin(source.description, config.source.roi, state.device_id)
+    make_collector(teach, config, origin, scene=scene, with_model=classifier is not None)
     live = Live(
         config,
         classifier,
         model,
-        ResultFilter(config.results, classifier.manifest.labels),
-        DataLoop(config.dataloop) if config.dataloop.dir else None,
+        ResultFilter(config.results, classifier.manifest.labels) if classifier else None,
         _capture(source, config.source, state),
+        origin,
+        collect,
+        teach,
     )
     live.report_to(state)
     return live
@@ -94,7 +136,9 @@ def _capture(source: Source, config: SourceConfig, state: LiveState) -> Capture:
     return Capture(source, state, Backoff(config.reconnect_min_s, config.reconnect_max_s))
 
 
-def _model_size(classifier: Classifier) -> tuple[int, int]:
+def _model_size(classifier: Classifier | None) -> tuple[int, int]:
+    if classifier is None:
+        return COLLECT_SIZE
     spec = classifier.manifest.preprocess
     return spec.width, spec.height
 
@@ -104,8 +148,8 @@ class Prepared:
     """A reload made ready beside the loop: everything slow is done, so swapping it in is quick."""
 
     config: Config
-    classifier: Classifier
-    model: ModelInfo
+    classifier: Classifier | None  # None: collecting without a model
+    model: ModelInfo | None
     source: Source | None  # a new source to read, shown to answer; None: the live capture stays
 
 
@@ -117,9 +161,12 @@ def prepare_reload(live: Live, config_path: Path) -> Prepared:
     reload must be refused, and then nothing live has been touched.
     """
     config = load_config(config_path)
-    if Path(config.model.path).is_dir():
-        verify_in_child(Path(config.model.path).resolve())  # named by its version, not by `current`
-    classifier, model = load_model(config)
+    classifier, model = None, None
+    if model_wanted(config, live.collect):
+        assert config.model is not None
+        if Path(config.model.path).is_dir():
+            verify_in_child(Path(config.model.path).resolve())  # named by its version, not by `current`
+        classifier, model = load_model(config)
     source = None
     if config.source != live.config.source or _model_size(classifier) != _model_size(live.classifier):
         source = open_source(config.source, _model_size(classifier))  # a missing file fails here
@@ -135,16 +182,26 @@ def apply_reload(live: Live, prepared: Prepared, state: LiveState) -> Live:
     """What ``prepare_reload`` made ready, made live; the caller swaps it in under the interpreter lock."""
     config, classifier = prepared.config, prepared.classifier
     new = replace(live, config=config, classifier=classifier, model=prepared.model)
-    if config.results != live.config.results or classifier.manifest.labels != live.classifier.manifest.labels:
+    if classifier is None:
+        new.results = None
+    elif (
+        live.results is None
+        or config.results != live.config.results
+        or live.results.labels != classifier.manifest.labels
+    ):
         new.results = ResultFilter(config.results, classifier.manifest.labels)
-    if config.dataloop != live.config.dataloop:
-        new.dataloop = DataLoop(config.dataloop) if config.dataloop.dir else None
     if prepared.source is not None:
         live.capture.close()
         new.capture = _capture(prepared.source, config.source, state)
+        new.origin = Origin(prepared.source.description, config.source.roi, state.device_id)
+    teach = (config.collect, config.dataloop, new.origin, classifier is None)
+    if teach != (live.config.collect, live.config.dataloop, live.origin, live.classifier is None):
+        make_collector(new.teach, config, new.origin, scene=new.scene, with_model=classifier is not None)
     for section in ("output", "mqtt", "http"):
         if getattr(config, section) != getattr(live.config, section):
             log.warning("[%s] changed: it takes effect when the service restarts", section)
+    if store_settings(config) != store_settings(live.config):
+        log.warning("[collect] state_dir or max_mb changed: it takes effect when the service restarts")
     new.report_to(state)
     return new
 
@@ -175,16 +232,20 @@ def run(
     notifier: Notifier | None = None,
     reload: threading.Event | None = None,
     config_path: Path | None = None,
+    collect: bool = False,
 ) -> Snapshot:
-    """Classify the configured source's frames; return the final state."""
+    """Classify the configured source's frames (``collect``: collect them for labelling, with the model's
+    suggestions when one is deployed); return the final state."""
     state = state or LiveState(config.mqtt.resolved_device_id() if config.mqtt else default_device_id())
     notifier = notifier or Notifier({})
     notifier.status("loading the model")
-    live = start(config, state)
+    live = start(config, state, collect)
     lock = threading.Lock()  # the interpreter serves the loop and POST /api/classify, one call at a time
 
     def classify(image: np.ndarray) -> Classification:
         with lock:
+            if live.classifier is None:
+                raise EdgesightError("no model loaded to classify with")
             return live.classifier.classify(image).thresholded(live.config.results.threshold)
 
     try:
@@ -194,6 +255,7 @@ def run(
             mqtt=config.mqtt,
             http=config.http,
             classify=classify,
+            dataset=live.teach.api((config.collect or CollectConfig()).jpeg_quality) if live.teach else None,
         )
     except BaseException:  # a port in use, a missing secret: stop the capture before the error goes up
         live.capture.close()
@@ -228,14 +290,19 @@ def run(
             if frame is None:
                 continue
             started = time.monotonic()
-            with lock:
-                image, result = _classify(live, frame)
-            outputs.submit(result)
-            state.on_result(result, image)
-            if emit is not None:
-                emit(result)
-            if live.dataloop is not None:
-                live.dataloop.offer(image, result)
+            image = crop(frame.image, live.config.source.roi)
+            suggestion = None
+            if live.classifier is not None:
+                with lock:
+                    result = _classify(live, frame, image)
+                outputs.submit(result)
+                state.on_result(result, image)
+                if emit is not None:
+                    emit(result)
+                suggestion = Suggestion(result.topk, live.model.title if live.model else "", result.state_changed)
+            else:
+                state.on_frame(image)
+            _teach(live, frame, image, suggestion)
             now = time.monotonic()
             if not ready:
                 ready = True
@@ -247,7 +314,8 @@ def run(
             if now >= next_watchdog:  # fed only here: a hung camera or runtime starves it
                 notifier.watchdog()
                 next_watchdog = now + watchdog_period
-            interval = 1.0 / live.config.source.max_fps if live.config.source.max_fps else 0.0
+            max_fps = live.config.source.max_fps or (COLLECT_MAX_FPS if live.classifier is None else 0.0)
+            interval = 1.0 / max_fps if max_fps else 0.0
             if interval and stop.wait(max(0.0, started + interval - time.monotonic())):
                 break
     finally:
@@ -259,10 +327,10 @@ def run(
     return final
 
 
-def _classify(live: Live, frame: Frame) -> tuple[np.ndarray, Result]:
-    """One frame's result, thresholded and smoothed, and the image it was computed on."""
+def _classify(live: Live, frame: Frame, image: np.ndarray) -> Result:
+    """The result for ``image`` (the frame cropped to the roi), thresholded and smoothed."""
     config = live.config.results
-    image = crop(frame.image, live.config.source.roi)
+    assert live.classifier is not None and live.results is not None
     classification = live.classifier.classify(image)
     decision = live.results.update(classification.probabilities)
     answer = classification.thresholded(config.threshold)
@@ -279,21 +347,30 @@ def _classify(live: Live, frame: Frame) -> tuple[np.ndarray, Result]:
         state_changed=decision.changed,
         smoothed=Smoothed(decision.label, decision.score) if config.smoothing != "none" else None,
     )
-    return image, result
+    return result
+
+
+def _teach(live: Live, frame: Frame, image: np.ndarray, suggestion: Suggestion | None) -> None:
+    """The frame for bursts and "capture now", and offered to the collector."""
+    if live.teach is None:
+        return
+    live.teach.frames.publish(LiveFrame(image, frame.ts, frame.index, live.origin, suggestion))
+    if live.teach.collector is not None:
+        live.teach.collector.offer(image, frame.ts, frame.index, suggestion)
 
 
 def _finish_reload(live: Live, outcome: Prepared | Exception | None, state: LiveState, notifier: Notifier) -> Live:
     """Swap in a prepared reload; on any failure the old model keeps running and the refusal is reported."""
     if isinstance(outcome, Prepared):
         new = apply_reload(live, outcome, state)
-        log.info("reloaded: %s is live", new.classifier.name)
-        state.on_reload(True, f"{new.classifier.name} is live")
+        log.info("reloaded: %s is live", new.name)
+        state.on_reload(True, f"{new.name} is live")
         notifier.ready(state.snapshot().status_line())
         return new
     if isinstance(outcome, EdgesightError):
-        log.error("reload refused, %s keeps running: %s", live.classifier.name, outcome)
+        log.error("reload refused, %s keeps running: %s", live.name, outcome)
     else:
-        log.error("reload failed, %s keeps running; please report it", live.classifier.name, exc_info=outcome)
+        log.error("reload failed, %s keeps running; please report it", live.name, exc_info=outcome)
     state.on_reload(False, str(outcome))
     notifier.ready(f"reload refused ({outcome}); {state.snapshot().status_line()}")
     return live

@@ -26,7 +26,7 @@ from tests.helpers import (
     write_legacy_backbone,
     write_video,
 )
-from tests.parts import MjpegServer, NotifySocket
+from tests.parts import Device, MjpegServer, NotifySocket
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -41,6 +41,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "vm" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Daemons whose config names no [collect] state_dir keep their inbox under $XDG_STATE_HOME: a
+    folder of the session's, never the user's."""
+    folder = tmp_path_factory.mktemp("state-home")
+    before = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(folder)
+    yield folder
+    if before is None:
+        del os.environ["XDG_STATE_HOME"]
+    else:
+        os.environ["XDG_STATE_HOME"] = before
 
 
 @pytest.fixture(scope="session")
@@ -196,6 +210,20 @@ def digits_tflite(digits_run, digits_bundle, tmp_path_factory: pytest.TempPathFa
     for path in paths.values():
         shutil.copy(digits_bundle / "labels.txt", path.with_name("labels.txt"))
     return paths
+
+
+@pytest.fixture
+def devices(tmp_path: Path):
+    """A factory: ``make(name, {class: count}, seed)`` serves a device's labelled dataset on 127.0.0.1."""
+    made: list[Device] = []
+
+    def make(name: str, labelled: dict[str, int], seed: int = 0) -> Device:
+        made.append(Device(tmp_path / name, name, labelled, seed))
+        return made[-1]
+
+    yield make
+    for device in made:
+        device.close()
 
 
 @pytest.fixture(scope="session")

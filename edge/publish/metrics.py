@@ -84,6 +84,15 @@ class _Collector:
             "edgesight_reload_failures", "Reloads refused: the old model kept running.", value=snapshot.reload_failures
         )
         yield GaugeMetricFamily("edgesight_source_up", "1 while the frame source delivers.", int(snapshot.source_ok))
+        yield CounterMetricFamily(
+            "edgesight_frames_kept", "Frames kept in the inbox for labelling.", value=snapshot.frames_kept
+        )
+        yield CounterMetricFamily(
+            "edgesight_frames_near_copies", "Frames not kept: near-copies of recent ones.", value=snapshot.near_copies
+        )
+        yield CounterMetricFamily(
+            "edgesight_inbox_evicted", "Frames removed from the full inbox, oldest first.", value=snapshot.inbox_evicted
+        )
         model = snapshot.model
         info = InfoMetricFamily("edgesight_model", "The bundle that is live.", labels=("name", "version", "sha256"))
         if model is not None:

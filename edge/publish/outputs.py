@@ -15,6 +15,7 @@ from edge.result import Result
 from edge.state import LiveState
 
 if TYPE_CHECKING:
+    from edge.collect.api import DatasetApi
     from edge.publish.http import Classify, HttpServer
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,8 @@ def check_outputs(output: OutputSettings | None, mqtt: MqttSettings | None, http
 
 
 class Outputs:
-    """The JSON lines sink, the MQTT sink and the HTTP server that the settings ask for, over one live state.
+    """The JSON lines sink, the MQTT sink and the HTTP server that the settings ask for, over one live state;
+    ``dataset`` serves /api/dataset and the /label page on the HTTP server.
 
     Settings that are None leave that output off. Everything is checked when constructed (config
     errors exit 78 before anything starts); ``start`` and ``close`` run in the right order.
@@ -55,6 +57,7 @@ class Outputs:
         mqtt: MqttSettings | None = None,
         http: HttpSettings | None = None,
         classify: "Classify | None" = None,
+        dataset: "DatasetApi | None" = None,
         stdout: IO[str] | None = None,
     ) -> None:
         self.state = state
@@ -67,7 +70,7 @@ class Outputs:
             self.sinks.append(MqttSink(mqtt, state))
         for sink in self.sinks:
             state.add_sink(sink)
-        self.http = _http_server(http, state, classify) if http is not None else None
+        self.http = _http_server(http, state, classify, dataset) if http is not None else None
 
     def start(self) -> None:
         for sink in self.sinks:
@@ -103,7 +106,9 @@ class Outputs:
         self.close()
 
 
-def _http_server(settings: HttpSettings, state: LiveState, classify: "Classify | None") -> "HttpServer":
+def _http_server(
+    settings: HttpSettings, state: LiveState, classify: "Classify | None", dataset: "DatasetApi | None"
+) -> "HttpServer":
     from edge.publish.http import HttpServer
 
-    return HttpServer(settings, state, classify)
+    return HttpServer(settings, state, classify, dataset)

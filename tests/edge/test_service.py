@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.config import Config, DataLoopConfig, ModelConfig, ResultsConfig, SourceConfig, load_config
+from edge.config import CollectConfig, Config, DataLoopConfig, ModelConfig, ResultsConfig, SourceConfig, load_config
 from edge.errors import EXIT_CONFIG, EdgesightError
 from edge.publish.settings import HttpSettings
 from edge.result import Result
@@ -122,7 +122,8 @@ def test_threshold_smoothing_and_data_loop(digits_bundle, digits_dir, tmp_path):
         source=SourceConfig(uri=str(digits_dir / "3")),
         model=ModelConfig(path=str(digits_bundle)),
         results=ResultsConfig(threshold=0.999, smoothing="majority", window=3, debounce=2),
-        dataloop=DataLoopConfig(dir=str(tmp_path / "loop"), below=1.0, min_interval_s=0, max_mb=0.1),
+        collect=CollectConfig(state_dir=str(tmp_path), interval_s=0, on_change=False, max_mb=0.1, duplicate=0),
+        dataloop=DataLoopConfig(below=1.0, min_interval_s=0),
     )
     daemon = Daemon(cfg)
     daemon.thread.join(120)
@@ -132,9 +133,12 @@ def test_threshold_smoothing_and_data_loop(digits_bundle, digits_dir, tmp_path):
     assert all(r["label"] == "unknown" for r in results if r["score"] < 0.999)
     assert all(set(r["smoothed"]) == {"label", "score"} for r in results)
     assert results[0]["state"] is None and results[1]["state"] is not None  # debounce 2
-    saved = sorted((tmp_path / "loop").glob("*.json"))
-    assert saved and daemon.final.dataloop_saved >= len(saved)
-    assert sum(p.stat().st_size for p in (tmp_path / "loop").iterdir()) <= 0.1 * 1024 * 1024
+    saved = sorted((tmp_path / "inbox").glob("*.json"))
+    assert saved and daemon.final.frames_kept >= len(saved)
+    assert sum(p.stat().st_size for p in (tmp_path / "inbox").iterdir()) <= 0.1 * 1024 * 1024
+    sidecar = json.loads(saved[0].read_text())
+    assert sidecar["reason"] in ("low", "state") and sidecar["suggestion"][0][0] == "3"
+    assert {p.stem for p in (tmp_path / "inbox").glob("*.jpg")} == {p.stem for p in saved}  # pairs, whole
 
 
 def test_results_from_a_glob_source_name_their_image_file(digits_bundle, digits_dir, tmp_path):
