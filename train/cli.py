@@ -159,7 +159,7 @@ def _compare(args: argparse.Namespace) -> int:
     from train.compare import EXIT_WORSE, compare, table, write_comparison
 
     comparison = compare(args.new, args.current, args.data, args.margin)
-    out = args.out or args.new.parent / f"{args.new.name}-compare.json"
+    out = args.out or Path(f"{args.new.resolve().name}-compare.json")  # as evaluate: never beside the bundle
     write_comparison(comparison, out)
     print(table(comparison))
     print(f"written to {out}")
@@ -312,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("current", metavar="CURRENT", help="the bundle it would replace, or 'none'")
     compare.add_argument("data", type=Path, metavar="DATA_DIR", help="labelled images (class sub-folders)")
     compare.add_argument("--margin", type=float, default=2.0, help="accuracy points NEW may lose and still pass")
-    compare.add_argument("--out", type=Path, help="JSON to write (default: NEW-compare.json beside NEW)")
+    compare.add_argument("--out", type=Path, help="JSON to write (default: NEW-compare.json in the current folder)")
     compare.set_defaults(handler=_compare)
 
     tune = commands.add_parser(
