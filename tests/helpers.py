@@ -113,14 +113,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as response:
+def get_json(url: str, token: str | None = None) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as response:
         return json.loads(response.read())
 
 
-def status_or_none(url: str) -> Any:
+def status_or_none(url: str, token: str | None = None) -> Any:
     try:
-        return get_json(url)
+        return get_json(url, token)
     except OSError:
         return None
 
