@@ -12,7 +12,20 @@ from pathlib import Path
 import pytest
 
 from tests.fakes import FakePicamera2
-from tests.helpers import CLIP_FPS, ROOT, bundle_copy, camera_frames, free_port, read_frames, switch, write_video
+from tests.helpers import (
+    BACKBONE_SIZE,
+    BACKBONE_WIDTH,
+    CLIP_FPS,
+    ROOT,
+    bundle_copy,
+    camera_frames,
+    colour_backbone,
+    free_port,
+    read_frames,
+    switch,
+    write_legacy_backbone,
+    write_video,
+)
 from tests.parts import Device, MjpegServer, NotifySocket
 
 
@@ -88,6 +101,22 @@ def digits_bundle(digits_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     out = tmp_path_factory.mktemp("bundles") / "digits"
     quantize(digits_run.path, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def five_digits_bundle(digits_dir: Path, cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle that knows only the digits 0 to 4 (the digits recipe on their images): on all ten digits it is
+    right on half at best, a clearly worse model that has not collapsed."""
+    from train.fit import FitConfig, fit
+    from train.quantize import quantize
+
+    data = tmp_path_factory.mktemp("data") / "five-digits"
+    for digit in "01234":
+        shutil.copytree(digits_dir / digit, data / digit, dirs_exist_ok=True)
+    run = fit(FitConfig(data=str(data), out=str(data.parent / "run"), cache_dir=str(cache_dir), **DIGITS_FIT))
+    out = tmp_path_factory.mktemp("bundles") / "five-digits"
+    quantize(run.path, out, max_drop=100.0, representative=100)
     return out
 
 
@@ -207,3 +236,15 @@ def devices(tmp_path: Path):
     yield make
     for device in made:
         device.close()
+
+
+@pytest.fixture(scope="session")
+def keras_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Keras home whose cache holds the ImageNet MobileNetV2 file ``--weights imagenet`` asks for (width 0.35,
+    96 px), made here (``colour_backbone``): the real loading code reads it, nothing is downloaded."""
+    from train.models.pretrained import mobilenetv2_file
+
+    home = tmp_path_factory.mktemp("keras")
+    backbone = colour_backbone(BACKBONE_WIDTH, BACKBONE_SIZE)
+    write_legacy_backbone(backbone, home / "models" / mobilenetv2_file(BACKBONE_WIDTH, BACKBONE_SIZE))
+    return home

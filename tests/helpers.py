@@ -370,3 +370,91 @@ def two_scene_video(path, frames_per_scene: int = 40, fps: float = 10.0) -> dict
     capture.release()
     assert len(decoded) == 2 * frames_per_scene, f"{path}: {len(decoded)} frames decoded"
     return {"closed": decoded[:frames_per_scene], "open": decoded[frames_per_scene:]}
+
+
+def write_legacy_backbone(model: Any, path: Path) -> Path:
+    """``model``'s weights in the legacy Keras h5 layout of the files Keras publishes for its applications:
+    ``layer_names`` on the root, one group per layer naming its weights in order."""
+    import h5py
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = [layer.name.encode() for layer in model.layers]
+        f.attrs["backend"], f.attrs["keras_version"] = b"tensorflow", b"2.2.4"
+        for layer in model.layers:
+            group = f.create_group(layer.name)
+            weights = layer.trainable_weights + layer.non_trainable_weights
+            names = [f"{layer.name}/{w.name}".encode() for w in weights]
+            group.attrs["weight_names"] = names
+            for name, weight in zip(names, weights, strict=True):
+                group.create_dataset(name.decode(), data=weight.numpy())
+    return path
+
+
+# The smallest backbone Keras publishes ImageNet weights for: what the transfer-learning tests train.
+BACKBONE_WIDTH, BACKBONE_SIZE = 0.35, 96
+# Downloads through a proxy that is not there fail at once; loopback stays direct.
+NO_NETWORK = {
+    "https_proxy": "http://127.0.0.1:9",
+    "http_proxy": "http://127.0.0.1:9",
+    "no_proxy": "127.0.0.1,localhost",
+}
+
+
+def colour_backbone(width: float, side: int, channels: tuple[int, ...] = (0, 1, 2)) -> Any:
+    """A MobileNetV2 backbone without its top whose weights carry each pixel's colour, blurred and subsampled,
+    through every block and end in 1280 random non-linear features of it: as informative as a pretrained
+    backbone about scenes that differ in colour or brightness, made in a second. (Random weights are not:
+    their features fade to a constant over 17 blocks.) ``channels``: the input channels it sees (0 = red)."""
+    import keras
+
+    backbone = keras.applications.MobileNetV2(input_shape=(side, side, 3), alpha=width, include_top=False, weights=None)
+    names = {layer.name for layer in backbone.layers}
+    rng = np.random.default_rng(0)
+    for layer in backbone.layers:
+        weights = [np.zeros(w.shape, np.float32) for w in layer.weights]
+        if isinstance(layer, keras.layers.BatchNormalization):  # gamma, beta, mean, variance: the identity
+            weights[0][:], weights[3][:] = 1, 1
+            weights[1][:] = 1 if layer.name == "Conv_1_bn" else 0  # keeps the last ReLU6 in its linear range
+        elif isinstance(layer, keras.layers.DepthwiseConv2D):
+            weights[0][:] = 1 / 9  # a box blur
+        elif isinstance(layer, keras.layers.Conv2D):
+            kernel = weights[0]
+            center = kernel.shape[0] // 2
+            for c in channels:  # x and -x side by side survive the ReLU6 that follows; the project adds them back
+                if layer.name == "Conv1" or layer.name.endswith("_expand"):
+                    kernel[center, center, c, c], kernel[center, center, c, c + 3] = 1, -1
+                elif layer.name.endswith("_project") and layer.name.replace("_project", "_add") not in names:
+                    kernel[0, 0, c, c], kernel[0, 0, c + 3, c] = 1, -1
+            if layer.name == "Conv_1":
+                kernel[0, 0, :3] = rng.normal(0, 1, kernel.shape[2:])[:3]  # residual blocks stay zero: identities
+        layer.set_weights(weights)
+    return backbone
+
+
+def local_device(daemon: Any, wait_seconds: int = 60) -> dict[str, str]:
+    """The environment that points deploy/*.sh with HOST=local at a test's daemon: its state folder, its
+    reload (SIGHUP), and edgesight with its config to ask it (its address and token) with `edgesight status`."""
+    return {
+        **os.environ,
+        "STATE": str(daemon.bundles.parent),
+        "RELOAD": f"kill -HUP {daemon.pid}",
+        "REMOTE_EDGESIGHT": str(BIN / "edgesight"),
+        "REMOTE_CONFIG": str(daemon.config),
+        "WAIT_SECONDS": str(wait_seconds),
+    }
+
+
+# A driveway seen from above, made up: a gate closed, open on an empty drive, or open on a parked car. The car
+# is pure blue on the drive's grey, so a backbone that sees only red cannot tell the last two apart.
+DRIVEWAY_STATES = ("closed", "empty", "parked")
+
+
+def driveway(state: str, seed: int) -> np.ndarray:
+    """A 320x240 BGR frame of the driveway in ``state``, with sensor noise picked by ``seed``."""
+    image = np.full((240, 320, 3), (70, 110, 90), np.float32)  # a hedge
+    image[40:, 60:260] = (200, 205, 210) if state == "closed" else (60, 60, 60)
+    if state == "parked":
+        image[90:200, 110:210] = (220, 60, 60)
+    image += np.random.default_rng(seed).normal(0, 4, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)

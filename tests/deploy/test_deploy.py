@@ -16,6 +16,7 @@ from tests.helpers import (
     assert_one_line_error,
     bundle_copy,
     get_json,
+    local_device,
     run_cli,
     status_or_none,
     switch,
@@ -27,17 +28,9 @@ pytestmark = pytest.mark.slow
 
 def deploy(daemon, bundle, wait_seconds: int = 60) -> subprocess.CompletedProcess:
     """deploy/deploy.sh (what `make deploy` runs) on this machine, reloading the test's daemon."""
-    env = {
-        **os.environ,
-        "STATE": str(daemon.bundles.parent),
-        "RELOAD": f"kill -HUP {daemon.pid}",
-        "REMOTE_EDGESIGHT": str(BIN / "edgesight"),
-        "REMOTE_CONFIG": str(daemon.config),
-        "WAIT_SECONDS": str(wait_seconds),
-    }
     return subprocess.run(
         ["bash", "deploy/deploy.sh", "local", str(bundle)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT, env=local_device(daemon, wait_seconds), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
 
 
