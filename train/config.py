@@ -128,3 +128,10 @@ def config_from_dict(data: dict, where: str) -> FitConfig:
         return FitConfig(**data)
     except TypeError as e:
         raise EdgesightError(f"{where}: {e}", EXIT_CONFIG) from e
+
+
+def check(config: FitConfig) -> None:
+    """Refuse settings that cannot train in one line (exit 78); cheap, so the command line checks before Keras loads."""
+    problems = config.problems()
+    if problems:
+        raise EdgesightError(f"invalid training setting: {problems[0]}", EXIT_CONFIG)

@@ -18,7 +18,7 @@ import numpy as np
 
 from edge.errors import EXIT_CONFIG, EXIT_DATA, EXIT_NO_INPUT, EdgesightError
 from train.cache import PreparedImages, prepared
-from train.config import FitConfig, config_from_dict
+from train.config import FitConfig, check, config_from_dict
 from train.data import (
     IMBALANCE_RATIO,
     SPLITS,
@@ -63,12 +63,13 @@ def load_split(
     return {p: (np.flatnonzero((parts == p) & images.readable), labels[(parts == p) & images.readable]) for p in SPLITS}
 
 
-def fit(config: FitConfig, resume: bool = False) -> Run:
-    """Train a model on ``config.data`` and write the run directory ``config.out``."""
+def fit(config: FitConfig, resume: bool = False, dataset: Dataset | None = None) -> Run:
+    """Train a model on ``config.data`` and write the run directory ``config.out``.
+
+    ``dataset`` is ``config.data`` already discovered: the command line looks at the folder before Keras loads,
+    so a wrong path or an empty class fails at once rather than after seconds of imports."""
     out = Path(config.out)
-    problems = config.problems()
-    if problems:
-        raise EdgesightError(f"invalid training setting: {problems[0]}", EXIT_CONFIG)
+    check(config)
 
     if resume and uses_backbone(config):
         raise EdgesightError(
@@ -80,7 +81,7 @@ def fit(config: FitConfig, resume: bool = False) -> Run:
         pretrained_weights(config)  # downloaded (or missing) before any image is prepared, not after
 
     # Data: every image prepared once by the device's own preprocessing, cached on disk.
-    dataset = discover(Path(config.data), config.min_per_class)
+    dataset = dataset or discover(Path(config.data), config.min_per_class)
     assignment = split(dataset, config.seed, config.val_fraction, config.test_fraction)
     log.info("%d images in %d classes from %s", len(dataset.examples), len(dataset.classes), dataset.root)
     bar = _progress_bar(len(dataset.examples))
