@@ -123,17 +123,29 @@ def five_digits_bundle(digits_dir: Path, cache_dir: Path, tmp_path_factory: pyte
 @pytest.fixture
 def daemon(tmp_path, digits_bundle, digits_dir):
     """The daemon on a looping image folder, with a notify socket, a watchdog and HTTP on loopback."""
+    yield from _daemon(tmp_path, digits_bundle, digits_dir, token=None)
+
+
+@pytest.fixture
+def daemon_with_token(tmp_path, digits_bundle, digits_dir):
+    """The same, its HTTP API behind a bearer token (``.token``) read from ``[http] token_file``, as in production."""
+    yield from _daemon(tmp_path, digits_bundle, digits_dir, token="s3cret-token")
+
+
+def _daemon(tmp_path: Path, digits_bundle: Path, digits_dir: Path, token: str | None) -> Iterator[subprocess.Popen]:
     bundles = tmp_path / "bundles"
     bundles.mkdir()
     bundle_copy(digits_bundle, bundles / "1.0.0", "1.0.0")
     switch(bundles, "1.0.0")
     port = free_port()
     config = tmp_path / "edgesight.toml"
+    if token:
+        (tmp_path / "token").write_text(token + "\n")
     config.write_text(
         f'[source]\nuri = "{digits_dir / "4"}"\nloop = true\nmax_fps = 30\n'
         f'[model]\npath = "{bundles / "current"}"\nthreads = 1\n'
         f'[output]\njsonl = "{tmp_path / "results.jsonl"}"\n'
-        f"[http]\nport = {port}\n"
+        f"[http]\nport = {port}\n" + (f'token_file = "{tmp_path / "token"}"\n' if token else "")
     )
     notify = NotifySocket(tmp_path / "notify")
     env = {**os.environ, "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "3000000"}
@@ -142,7 +154,7 @@ def daemon(tmp_path, digits_bundle, digits_dir):
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     process.notify, process.bundles, process.url = notify, bundles, f"http://127.0.0.1:{port}"
-    process.results, process.config = tmp_path / "results.jsonl", config
+    process.results, process.config, process.token = tmp_path / "results.jsonl", config, token
     yield process
     process.kill()
     process.wait(30)

@@ -1,5 +1,10 @@
-"""JSON lines, one per result, to stdout or to a file rotated by size (``log.jsonl`` → ``log.jsonl.1`` …)."""
+"""JSON lines, one per result, to stdout or to a file rotated by size (``log.jsonl`` → ``log.jsonl.1`` …).
 
+Every line is written whole or not at all: a reader that parses the output line by line never sees half
+a result, even when the daemon stops or the disk fills up.
+"""
+
+import contextlib
 import logging
 import os
 import signal
@@ -31,8 +36,7 @@ class JsonlSink(Sink):
         if self._path is None:
             stream = self._stdout or sys.stdout
             try:
-                stream.write(data.decode())
-                stream.flush()
+                write_whole(stream, data)
             except BrokenPipeError:
                 if self._stdout is not None:
                     raise
@@ -43,9 +47,24 @@ class JsonlSink(Sink):
         if self._size and self._size + len(data) > self.settings.rotate_bytes:
             self._rotate()
         assert self._stream is not None
-        self._stream.write(data)
-        self._stream.flush()
+        try:
+            self._stream.write(data)
+            self._stream.flush()
+        except OSError:
+            self._cut_partial_line()
+            raise
         self._size += len(data)
+
+    def _cut_partial_line(self) -> None:
+        """After a failed write (a full disk): truncate the file to its last whole line and reopen it later."""
+        assert self._stream is not None and self._path is not None
+        with contextlib.suppress(OSError):  # flushing what is buffered fails again, but the file is closed
+            self._stream.close()
+        self._stream = None
+        try:
+            os.truncate(self._path, self._size)
+        except OSError as e:
+            log.warning("%s: cannot cut a half-written line (%s)", self._path, e)
 
     def _reader_gone(self) -> None:
         """The reader of stdout went away (`edgesight run | head`): stop the daemon, as SIGPIPE would."""
@@ -78,3 +97,19 @@ class JsonlSink(Sink):
             except OSError as e:
                 log.warning("%s: closing failed: %s", self._path, e)
             self._stream = None
+
+
+def write_whole(stream: IO[str], data: bytes) -> None:
+    """Write all of ``data`` to ``stream``'s file. Over an unbuffered file (``python -u``, systemd's
+    PYTHONUNBUFFERED=1) the text layer drops whatever a short write leaves, as a pipe with a slow reader
+    gives when a signal interrupts a long write; here the rest follows until the line is whole."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):  # io.UnsupportedOperation: a stream without a file (a test's StringIO)
+        stream.write(data.decode())
+        stream.flush()
+        return
+    stream.flush()  # what went through the text layer first
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
