@@ -18,7 +18,7 @@ import numpy as np
 
 from edge.errors import EXIT_CONFIG, EXIT_DATA, EXIT_NO_INPUT, EdgesightError
 from train.cache import PreparedImages, prepared
-from train.config import FitConfig, config_from_dict
+from train.config import FitConfig, run_config_from_dict
 from train.data import (
     IMBALANCE_RATIO,
     SPLITS,
@@ -227,7 +227,7 @@ def resume_config(out: Path, epochs: int | None) -> FitConfig:
     path = Path(out) / CONFIG_FILE
     if not path.is_file():
         raise EdgesightError(f"{out}: nothing to resume (no {CONFIG_FILE})", EXIT_NO_INPUT)
-    config = config_from_dict(json.loads(path.read_text()), str(path))
+    config = run_config_from_dict(json.loads(path.read_text()), str(path))
     return replace(config, epochs=epochs) if epochs else config
 
 

@@ -1,7 +1,8 @@
+import cv2
 import numpy as np
 import pytest
 
-from edge.preprocess import PreprocessSpec, normalize, prepare, quantize, quantize_table
+from edge.preprocess import CONTRACT_VERSION, PreprocessSpec, halve, normalize, prepare, quantize, quantize_table
 
 
 def spec(**kw) -> PreprocessSpec:
@@ -90,3 +91,62 @@ def test_problems_name_the_field_and_allowed_values():
     problems = PreprocessSpec(height=8, width=8, color="bgr", resize="stretch").problems()
     assert any("color must be one of rgb, grayscale" in p for p in problems)
     assert any("resize must be one of squash, center_crop, letterbox" in p for p in problems)
+
+
+def opencv_area(frame: np.ndarray, width: int, height: int) -> np.ndarray:
+    return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def halved_2x2(image: np.ndarray) -> np.ndarray:
+    """2×2 averages rounded half up, written out in numpy: the contract, independent of OpenCV's fast path."""
+    h, w = image.shape[0] // 2, image.shape[1] // 2
+    sums = image.reshape(h, 2, w, 2, -1).astype(np.uint16).sum(axis=(1, 3))
+    return ((sums + 2) >> 2).astype(np.uint8).reshape(h, w, *image.shape[2:])
+
+
+@pytest.mark.parametrize("resize", ["squash", "center_crop", "letterbox"])
+def test_contract_version_1_resizes_area_in_one_opencv_call_as_before(camera_frames, resize):
+    frame = camera_frames["1080p"][0]
+    s = spec(height=224, width=224, resize=resize, version=1)
+    if resize == "squash":
+        expected = opencv_area(frame, 224, 224)
+    elif resize == "center_crop":
+        expected = opencv_area(frame[:, 420:1500], 224, 224)
+    else:
+        expected = np.zeros((224, 224, 3), np.uint8)
+        expected[49:175] = opencv_area(frame, 224, 126)
+    assert np.array_equal(prepare(frame, s), cv2.cvtColor(expected, cv2.COLOR_BGR2RGB))
+
+
+def test_contract_version_2_halves_by_2x2_averages_then_takes_the_rest_with_area(camera_frames):
+    frame = camera_frames["1080p"][0]
+    quarter = halved_2x2(halved_2x2(frame))  # 1920x1080 -> 480x270; a third halving would pass 224
+    expected = cv2.cvtColor(opencv_area(quarter, 224, 224), cv2.COLOR_BGR2RGB)
+    assert np.array_equal(prepare(frame, spec(height=224, width=224)), expected)
+    assert spec(height=224, width=224).version == CONTRACT_VERSION == 2
+
+
+@pytest.mark.parametrize(
+    ("frame", "target", "halved"),
+    [
+        ((1080, 1920), (224, 224), (270, 480)),
+        ((480, 640), (224, 224), (240, 320)),
+        ((1080, 1920), (96, 96), (135, 240)),  # 135 is odd: no exact 2x2 averages past it
+        ((563, 1001), (96, 96), (563, 1001)),
+        ((480, 640), (32, 32), (60, 80)),  # 30 rows would not cover 32
+        ((100, 100), (224, 224), (100, 100)),  # upscaling
+    ],
+)
+def test_halving_stops_at_an_odd_side_and_before_a_side_drops_below_the_target(frame, target, halved):
+    assert halve(np.zeros((*frame, 3), np.uint8), target[1], target[0]).shape[:2] == halved
+
+
+@pytest.mark.parametrize("interpolation", ["nearest", "linear", "cubic"])
+def test_contract_version_2_changes_only_area(camera_frames, interpolation):
+    frame = camera_frames["720p"][0]
+    old, new = (spec(height=96, width=96, interpolation=interpolation, version=v) for v in (1, 2))
+    assert np.array_equal(prepare(frame, old), prepare(frame, new))
+
+
+def test_an_unknown_contract_version_names_the_field_and_the_known_ones():
+    assert any("version must be one of 1, 2 (got 3)" in p for p in spec(version=3).problems())
