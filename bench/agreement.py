@@ -1,0 +1,130 @@
+"""Does decoding MJPEG frames at reduced scale change what a model says? Measured on a run's test split.
+
+Each test image is shown as a camera would send it: scaled up to ``--camera`` (a scene larger than the
+model; default: as it is) and JPEG-encoded. The int8 bundle then classifies it decoded in full and
+decoded at the reduction ``edgesight run`` would choose for an MJPEG stream (``edge.capture.mjpeg``),
+and, for scale, the lossless image before JPEG. Prints one JSON line and a markdown table row.
+
+``python -m bench.agreement measure --run runs/digits --bundle bundles/digits --camera 640x480``;
+``python -m bench.agreement video-dataset VIDEO OUT --classes 4`` writes a video's frames as a dataset
+whose classes are consecutive stretches of the clip (for a model of a real scene without labels).
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.bundle import load_bundle
+from edge.capture.mjpeg import REDUCED, reduction
+from edge.classifier import Classifier
+from edge.images import read_image
+from edge.preprocess import prepare
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, _, height = text.partition("x")
+    return int(width), int(height)
+
+
+def measure(run_dir: Path, bundle_dir: Path, camera: tuple[int, int] | None, quality: int) -> dict:
+    from train.run import load_run  # TensorFlow: only for this
+
+    run, classifier = load_run(run_dir), Classifier(load_bundle(bundle_dir), num_threads=2)
+    spec = classifier.manifest.preprocess
+    labels, scales = {"lossless": [], "full": [], "reduced": []}, set()
+    scores_full, scores_reduced, truth, input_change = [], [], [], []
+    for example in run.examples("test"):
+        image = read_image(example.path)
+        if image is None:
+            continue
+        if camera:
+            image = cv2.resize(image, camera, interpolation=cv2.INTER_CUBIC)
+        data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])[1]
+        full = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        scale = reduction(full.shape, (spec.width, spec.height))
+        reduced = cv2.imdecode(data, REDUCED[scale]) if scale > 1 else full
+        scales.add(f"{full.shape[1]}x{full.shape[0]} at 1/{scale}")
+        for key, frame in (("lossless", image), ("full", full), ("reduced", reduced)):
+            result = classifier.classify(frame)
+            labels[key].append(result.label)
+            if key == "full":
+                scores_full.append(result.probabilities)
+            elif key == "reduced":
+                scores_reduced.append(result.probabilities)
+        difference = prepare(full, spec).astype(np.int16) - prepare(reduced, spec).astype(np.int16)
+        input_change.append(float(np.abs(difference).mean()))
+        truth.append(run.classes[example.label])
+    n = len(truth)
+
+    def accuracy(key: str) -> float:
+        return round(sum(a == b for a, b in zip(labels[key], truth, strict=True)) / n, 4)
+
+    def agreement(a: str, b: str) -> float:
+        return round(sum(x == y for x, y in zip(labels[a], labels[b], strict=True)) / n, 4)
+
+    probability_change = np.abs(np.asarray(scores_full) - np.asarray(scores_reduced)).max(axis=1)
+    return {
+        "run": str(run_dir),
+        "images": n,
+        "model_input": f"{spec.width}x{spec.height} {spec.color}, {spec.interpolation} v{spec.version}",
+        "camera": sorted(scales),
+        "jpeg_quality": quality,
+        "accuracy_lossless": accuracy("lossless"),
+        "accuracy_full_decode": accuracy("full"),
+        "accuracy_reduced_decode": accuracy("reduced"),
+        "top1_agreement_full_vs_reduced": agreement("full", "reduced"),
+        "top1_agreement_lossless_vs_full": agreement("lossless", "full"),
+        "input_change_levels_mean": round(float(np.mean(input_change)), 3),
+        "probability_change_max": round(float(probability_change.max()), 4),
+        "probability_change_mean": round(float(probability_change.mean()), 4),
+    }
+
+
+def video_dataset(video: Path, out: Path, classes: int) -> int:
+    """Every frame of ``video`` as ``out/<stretch>/<index>.png``; returns the number of frames."""
+    capture = cv2.VideoCapture(str(video))
+    frames = []
+    while (frame := capture.read()[1]) is not None:
+        frames.append(frame)
+    capture.release()
+    for index, frame in enumerate(frames):
+        folder = out / f"part{index * classes // len(frames)}"
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f"{index:04d}.png"), frame)
+    return len(frames)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("measure", help="classify a run's test split decoded in full and at reduced scale")
+    p.add_argument("--run", type=Path, required=True, help="a training run (its test split is used)")
+    p.add_argument("--bundle", type=Path, required=True, help="the run's int8 bundle")
+    p.add_argument("--camera", type=_size, help="WxH: scale each image up to this camera size first")
+    p.add_argument("--quality", type=int, default=85, help="JPEG quality of the simulated camera")
+    p = sub.add_parser("video-dataset", help="a video's frames as a dataset, classes by stretch of the clip")
+    p.add_argument("video", type=Path)
+    p.add_argument("out", type=Path)
+    p.add_argument("--classes", type=int, default=4)
+    args = parser.parse_args(argv)
+    if args.command == "video-dataset":
+        print(f"{video_dataset(args.video, args.out, args.classes)} frames written to {args.out}")
+        return 0
+    found = measure(args.run, args.bundle, args.camera, args.quality)
+    print(json.dumps(found))
+    cells = [
+        found["run"], found["model_input"], ", ".join(found["camera"]), found["images"],
+        found["accuracy_lossless"], found["accuracy_full_decode"], found["accuracy_reduced_decode"],
+        found["top1_agreement_full_vs_reduced"], found["top1_agreement_lossless_vs_full"],
+        found["input_change_levels_mean"], found["probability_change_mean"], found["probability_change_max"],
+    ]  # fmt: skip
+    print("| " + " | ".join(str(c) for c in cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
