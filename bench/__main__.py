@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     started, load_before = time.monotonic(), _load()
     ws = measure.Workspace(args.build.resolve(), build_models(args.build, plan.models), args.threads)
     measurements: dict[str, dict] = {}
+    seconds: dict[str, int] = {}
     for key, function in (
         ("per_frame", measure.per_frame),
         ("usual_loop", measure.usual_loop_comparison),
@@ -80,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         ("int8_vs_float", measure.int8_vs_float),
     ):
         log.info("measuring %s (load %s)", key.replace("_", " "), _load())
+        section_started = time.monotonic()
         measurements[key] = function(ws, plan)
+        seconds[key] = round(time.monotonic() - section_started)
     results = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": {
@@ -95,9 +98,11 @@ def main(argv: list[str] | None = None) -> int:
         "plan": "quick" if args.quick else "full",
         "rounds": plan.rounds,
         "seconds": round(time.monotonic() - started),
+        "section_seconds": seconds,
         "measurements": measurements,
     }
     results["ratios"] = report.ratios(results)
+    results["wall_ratios"] = report.wall_ratios(results)
     results["targets"] = report.targets(results)
     report.write(results, args.out)
     print(report.markdown(results))

@@ -20,6 +20,7 @@ from edge.fastprep import make_preparer
 from edge.preprocess import PreprocessSpec
 
 PATHS = ("ours", "ours_v1", "usual", "ours_linear")
+PREPROCESS_ROUNDS = 5
 
 
 def _usual_prepare(image: np.ndarray, size: int, tensor: TensorSpec) -> np.ndarray:
@@ -54,7 +55,7 @@ def preprocessing(ws: Workspace, plan: Plan) -> dict:
         for name, frame_size in media.SIZES.items():
             cases[f"{name}->{size}"] = (paths, media.frame(frame_size, 1))
     times: dict[str, dict[str, list[tuple[float, float]]]] = {key: {p: [] for p in PATHS} for key in cases}
-    for _ in range(plan.rounds):
+    for _ in range(max(plan.rounds, PREPROCESS_ROUNDS)):  # seconds a round: more rounds for a steadier median
         for key, (paths, image) in cases.items():
             for path, function in paths.items():
                 times[key][path].append(_timed(function, image, plan.preprocess_calls))

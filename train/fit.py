@@ -10,6 +10,7 @@ import json
 import logging
 import shutil
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -62,8 +63,26 @@ def load_split(
     return {p: (np.flatnonzero((parts == p) & images.readable), labels[(parts == p) & images.readable]) for p in SPLITS}
 
 
-def fit(config: FitConfig, resume: bool = False) -> Run:
-    """Train a model on ``config.data`` and write the run directory ``config.out``."""
+def compile_model(model: keras.Model, config: FitConfig, steps_per_epoch: int) -> None:
+    """Adam on a cosine schedule with a linear warm-up, label-smoothed cross-entropy."""
+    warmup = min(config.warmup_epochs, config.epochs - 1) * steps_per_epoch
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0 if warmup else config.learning_rate,
+        decay_steps=config.epochs * steps_per_epoch - warmup,
+        alpha=0.05,
+        warmup_target=config.learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+    )
+
+
+def fit(config: FitConfig, resume: bool = False, callbacks: Sequence[keras.callbacks.Callback] = ()) -> Run:
+    """Train a model on ``config.data`` and write the run directory ``config.out``; ``callbacks`` are
+    Keras callbacks of the caller's (the benchmark times steps with one)."""
     out = Path(config.out)
     problems = config.problems()
     if problems:
@@ -100,20 +119,7 @@ def fit(config: FitConfig, resume: bool = False) -> Run:
         model = build_model(
             config.model, (spec.height, spec.width, spec.channels), len(dataset.classes), config.model_options
         )
-        steps_per_epoch = int(np.ceil(len(train_rows) / config.batch_size))
-        warmup = min(config.warmup_epochs, config.epochs - 1) * steps_per_epoch
-        schedule = keras.optimizers.schedules.CosineDecay(
-            0.0 if warmup else config.learning_rate,
-            decay_steps=config.epochs * steps_per_epoch - warmup,
-            alpha=0.05,
-            warmup_target=config.learning_rate if warmup else None,
-            warmup_steps=warmup,
-        )
-        model.compile(
-            optimizer=keras.optimizers.Adam(schedule),
-            loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-            metrics=["accuracy"],
-        )
+        compile_model(model, config, int(np.ceil(len(train_rows) / config.batch_size)))
         (out / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2) + "\n")
         (out / SPLIT_FILE).write_text(json.dumps(assignment, indent=0, sort_keys=True) + "\n")
     log.info("model %s: %d parameters", config.model, model.count_params())
@@ -134,6 +140,7 @@ def fit(config: FitConfig, resume: bool = False) -> Run:
     )
     val = Batches(images.pixels, val_rows, y_val, classes, config.batch_size)
     callbacks = [
+        *callbacks,
         keras.callbacks.ModelCheckpoint(out / LAST_FILE),
         keras.callbacks.ModelCheckpoint(out / BEST_FILE, save_best_only=True, initial_value_threshold=best_so_far),
         keras.callbacks.EarlyStopping(patience=config.patience),
