@@ -6,8 +6,8 @@
 # command, e.g. SSH="ssh -p 2222 -i key" for a Pi behind a port forward.
 # Steps: copy to bundles/<version>/ (staged, then renamed), switch the `current` symlink atomically,
 # reload the daemon (SIGHUP: it verifies the bundle in a child before using it), wait until the status
-# endpoint reports the new version, otherwise relink the previous bundle and reload again. Exit 0 only
-# when the new version is live.
+# endpoint reports the new version, otherwise (the daemon reports it refused the bundle, or the wait
+# runs out) relink the previous bundle and reload again. Exit 0 only when the new version is live.
 set -euo pipefail
 
 usage() { echo "usage: deploy.sh HOST BUNDLE_DIR   (example: deploy.sh pi@raspberrypi.local bundles/photos)"; }
@@ -47,23 +47,34 @@ switch_to() {  # atomic: a new symlink renamed over the old one
   on_device "ln -sfn '$1' '$bundles/.current.new' && mv -T '$bundles/.current.new' '$bundles/current' && $RELOAD"
 }
 
-live_version() {
+# The live version, the time of the daemon's last reload and its outcome ("ok" or "refused: why"),
+# tab-separated, "-" for what the daemon has not reported; empty when the status endpoint does not answer.
+live_state() {
   on_device "python3 -c 'import json, sys, urllib.request
 try:
-    print(json.load(urllib.request.urlopen(sys.argv[1], timeout=5))[\"model\"][\"version\"])
+    status = json.load(urllib.request.urlopen(sys.argv[1], timeout=5))
 except Exception:
-    pass' '$STATUS_URL'"
+    sys.exit()
+reload = status.get(\"reload\") or {}
+outcome = \"ok\" if reload.get(\"ok\", True) else \"refused: \" + reload.get(\"message\", \"\")
+print((status.get(\"model\") or {}).get(\"version\") or \"-\", reload.get(\"ts\", \"-\"), outcome, sep=\"\\t\")' '$STATUS_URL'"
 }
 
+before=$(live_state | cut -f2)  # the time of the last reload before ours, to tell ours when it is reported
 switch_to "$version"
 say "switched to $version; waiting up to ${WAIT_SECONDS}s for $STATUS_URL to report it"
 deadline=$((SECONDS + WAIT_SECONDS))
 while [ $SECONDS -lt $deadline ]; do
-  if [ "$(live_version)" = "$version" ]; then
+  IFS=$'\t' read -r live reloaded outcome <<<"$(live_state)" || true
+  if [ "$live" = "$version" ]; then
     say "$version is live on $HOST"
     exit 0
   fi
-  sleep 2
+  if [ "$reloaded" != "$before" ] && [ "${outcome%%:*}" = refused ]; then
+    say "the daemon refused $version (${outcome#refused: })"
+    break
+  fi
+  sleep 1
 done
 
 say "$version did not come up on $HOST; switching back to ${previous:-nothing}"

@@ -1,20 +1,19 @@
-"""Shared real parts: the digits dataset, a model trained on it once per session, its int8 bundle, a running daemon."""
+"""Fixtures for the real parts: the digits dataset, a model trained on it once per session, its int8 bundle,
+a camera clip, a running daemon, MJPEG cameras. Helpers live in tests/helpers.py, fakes in tests/fakes.py."""
 
-import contextlib
-import hashlib
-import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import urllib.request
+import types
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+from tests.fakes import FakePicamera2
+from tests.helpers import CLIP_FPS, ROOT, bundle_copy, camera_frames, free_port, read_frames, switch, write_video
+from tests.parts import MjpegServer, NotifySocket
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -78,66 +77,6 @@ def digits_bundle(digits_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def bundle_copy(source: Path, target: Path, version: str, *, corrupt: bool = False) -> Path:
-    """A copy of a bundle under another version; ``corrupt``: a garbage flatbuffer whose sha256 matches,
-    so that only loading it can tell."""
-    shutil.copytree(source, target)
-    manifest = json.loads((target / "manifest.json").read_text())
-    manifest["version"] = version
-    if corrupt:
-        garbage = os.urandom((target / "model.tflite").stat().st_size)
-        (target / "model.tflite").write_bytes(garbage)
-        manifest["model_sha256"] = hashlib.sha256(garbage).hexdigest()
-    (target / "manifest.json").write_text(json.dumps(manifest))
-    return target
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class NotifySocket:
-    """systemd's side of sd_notify: a datagram socket that records every message the daemon sends."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.socket.bind(str(path))
-        self.socket.setblocking(False)
-        self.messages: list[str] = []
-
-    def received(self) -> list[str]:
-        while True:
-            try:
-                self.messages.append(self.socket.recv(4096).decode())
-            except BlockingIOError:
-                return self.messages
-
-    def fields(self) -> list[str]:
-        return [field for message in self.received() for field in message.split("\n")]
-
-
-def get_json(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return json.loads(response.read())
-
-
-def status_or_none(url: str) -> dict | None:
-    try:
-        return get_json(url)
-    except OSError:
-        return None
-
-
-def switch(bundles: Path, version: str) -> None:
-    """Point ``current`` at a version atomically, as `make deploy` does."""
-    link = bundles / "current.new"
-    link.symlink_to(version)
-    link.replace(bundles / "current")
-
-
 @pytest.fixture
 def daemon(tmp_path, digits_bundle, digits_dir):
     """The daemon on a looping image folder, with a notify socket, a watchdog and HTTP on loopback."""
@@ -166,30 +105,19 @@ def daemon(tmp_path, digits_bundle, digits_dir):
     process.wait(30)
 
 
-def run_cli(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
-    """Run one of the installed console scripts as a user would, capturing its output."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [str(BIN / args[0]), *args[1:]], capture_output=True, text=True, timeout=timeout, env=env, **kwargs
-    )
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
-    """The user sees one line naming the problem, and no traceback."""
-    assert result.returncode == code, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if ": error: " in line]
-    assert len(errors) == 1, result.stderr
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
+@pytest.fixture(scope="session")
+def camera_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A camera's MPEG-4 clip, written once per session (helpers.CLIP_* give its size, rate and length)."""
+    return write_video(tmp_path_factory.mktemp("video") / "camera.mp4", camera_frames(), CLIP_FPS)
 
 
 CAMERA_SIZES = {"480p": (640, 480), "720p": (1280, 720), "1080p": (1920, 1080), "odd": (1001, 563)}
 
 
 @pytest.fixture(scope="session")
-def camera_frames() -> dict[str, list]:
-    """BGR frames at camera sizes (and an odd one): smooth texture with hard edges and text, and noise."""
+def sized_frames() -> dict[str, list]:
+    """BGR frames drawn at camera sizes (and an odd one), so a downscale meets full-resolution detail:
+    smooth texture with hard edges and text, and noise."""
     import cv2
     import numpy as np
 
@@ -207,101 +135,23 @@ def camera_frames() -> dict[str, list]:
     return frames
 
 
-SHARED_DATA = ROOT.parent / "shared" / "data"
-
-
-@pytest.fixture(scope="session")
-def car_video() -> Path:
-    """A real H.264 clip (768x432, 12.5 fps, 377 frames); see ../shared/data/README.md."""
-    path = SHARED_DATA / "car-detection.mp4"
-    if not path.is_file():
-        pytest.skip(f"{path} is absent: the real-video tests need the shared data folder beside the project")
-    return path
-
-
-class MjpegServer:
-    """An HTTP MJPEG camera (multipart/x-mixed-replace) on 127.0.0.1, served from threads.
-
-    ``stop()`` closes the listening socket and every open stream, as a camera that loses power;
-    ``start()`` serves again on the same port.
-    """
-
-    def __init__(self, frames: list[bytes], fps: float = 25.0) -> None:
-        self.frames, self.interval = frames, 1.0 / fps
-        self.port = 0
-        self.connections = 0
-        self._server = None
-        self._thread = None
-        self._stopping = None
-        self._clients: set = set()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/stream.mjpg"
-
-    def start(self) -> None:
-        import socketserver
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        owner, stopping = self, threading.Event()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                owner.connections += 1
-                owner._clients.add(self.connection)
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.end_headers()
-                index = 0
-                try:
-                    while not stopping.is_set():
-                        jpeg = owner.frames[index % len(owner.frames)]
-                        index += 1
-                        head = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
-                        self.wfile.write(head.encode() + jpeg + b"\r\n")
-                        stopping.wait(owner.interval)
-                except OSError:
-                    pass  # the client went away, or stop() cut the connection
-                finally:
-                    owner._clients.discard(self.connection)
-
-            def log_message(self, *args: object) -> None:
-                return None
-
-        class Server(ThreadingHTTPServer):
-            allow_reuse_address = True
-            daemon_threads = False  # server_close() joins the stream threads
-
-        self._stopping = stopping
-        self._server = Server(("127.0.0.1", self.port), Handler)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="mjpeg-server", daemon=True)
-        self._thread.start()
-        assert isinstance(self._server, socketserver.TCPServer)
-
-    def stop(self) -> None:
-        import socket
-
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._stopping.set()
-        for client in list(self._clients):
-            with contextlib.suppress(OSError):
-                client.shutdown(socket.SHUT_RDWR)
-        self._server.server_close()
-        self._thread.join(timeout=10)
-        self._server = None
+@pytest.fixture
+def fake_picamera2(monkeypatch: pytest.MonkeyPatch, camera_clip: Path) -> type[FakePicamera2]:
+    """picamera2 replaced by its fake, serving the clip's first frames; reset for each test."""
+    monkeypatch.setattr(FakePicamera2, "instances", [])
+    monkeypatch.setattr(FakePicamera2, "frames", read_frames(camera_clip, list(range(5))))
+    monkeypatch.setattr(FakePicamera2, "fail_after", None)
+    monkeypatch.setitem(sys.modules, "picamera2", types.SimpleNamespace(Picamera2=FakePicamera2))
+    return FakePicamera2
 
 
 @pytest.fixture
-def mjpeg_server(request: pytest.FixtureRequest):
-    """A factory: ``serve(jpeg_frames, fps)`` starts an MJPEG server; every one is stopped at teardown."""
+def mjpeg_server() -> Iterator[Callable[..., MjpegServer]]:
+    """A factory: ``serve(jpeg_frames, fps, repeat)`` starts an MJPEG server; every one is stopped at teardown."""
     servers: list[MjpegServer] = []
 
-    def serve(frames: list[bytes], fps: float = 25.0) -> MjpegServer:
-        server = MjpegServer(frames, fps)
+    def serve(frames: list[bytes], fps: float = 25.0, repeat: bool = True) -> MjpegServer:
+        server = MjpegServer(frames, fps, repeat)
         server.start()
         servers.append(server)
         return server
@@ -309,20 +159,6 @@ def mjpeg_server(request: pytest.FixtureRequest):
     yield serve
     for server in servers:
         server.stop()
-
-
-def wait_for(condition, timeout: float = 30.0, what: str = "condition"):
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 PLAYBOOK = ROOT / "deploy" / "ansible" / "deploy-bundle.yml"
 INVENTORY = ROOT / "deploy" / "ansible" / "inventory.example.ini"

@@ -1,52 +1,16 @@
 import json
-from pathlib import Path
 
 import pytest
 
 from edge.bundle import (
     SCHEMA_VERSION,
-    GoldenSample,
-    Manifest,
-    TensorSpec,
     load_bundle,
     manifest_to_dict,
     read_manifest,
-    write_bundle,
 )
 from edge.errors import EXIT_DATA, EXIT_NO_INPUT, EdgesightError
-from edge.preprocess import CONTRACT_VERSION, PreprocessSpec
-
-MODEL = b"not really a flatbuffer, but the bundle module only hashes it"
-
-
-def manifest(**kw) -> Manifest:
-    import hashlib
-
-    fields = {
-        "name": "things",
-        "version": "20260101-000000",
-        "created": "2026-01-01T00:00:00+00:00",
-        "labels": ("cat", "dog"),
-        "preprocess": PreprocessSpec(height=96, width=96, resize="center_crop", mean=(127.5,), std=(127.5,)),
-        "input": TensorSpec("int8", (1, 96, 96, 3), 0.0078125, 0),
-        "output": TensorSpec("int8", (1, 2), 0.00390625, -128),
-        "scores": "probabilities",
-        "model_sha256": hashlib.sha256(MODEL).hexdigest(),
-        "golden": (GoldenSample("golden/00_cat.png", "cat", (100.0, -100.0)),),
-        "metrics": {"float": {"accuracy": 0.9}, "int8": {"accuracy": 0.89}},
-    }
-    return Manifest(**{**fields, **kw})
-
-
-def written(tmp_path: Path, **kw) -> Path:
-    write_bundle(tmp_path / "bundle", MODEL, manifest(**kw), {"00_cat.png": b"png"})
-    return tmp_path / "bundle"
-
-
-def edit_manifest(bundle: Path, change) -> None:
-    data = json.loads((bundle / "manifest.json").read_text())
-    change(data)
-    (bundle / "manifest.json").write_text(json.dumps(data))
+from edge.preprocess import CONTRACT_VERSION
+from tests.helpers import MODEL, edit_manifest, manifest, written
 
 
 def test_manifest_round_trips_through_the_bundle(tmp_path):

@@ -5,70 +5,45 @@ import itertools
 import sys
 import threading
 import time
-import types
-from typing import ClassVar
 
 import cv2
 import numpy as np
 import pytest
 
-from edge.capture import CaptureThread, FrameMailbox, SourceEndedError, open_source
+from edge.capture import SourceEndedError, open_source
 from edge.capture.picamera import PicameraSource
 from edge.capture.thread import Backoff
 from edge.config import SourceConfig
 from edge.errors import EXIT_NO_INPUT, EXIT_UNAVAILABLE, EdgesightError
-from edge.health import Health
-from tests.conftest import wait_for
-
-QUICK_RETRY = Backoff(0.05, 0.2)
+from tests.helpers import CLIP_FRAMES, CLIP_HEIGHT, CLIP_WIDTH, drain, take_all, wait_for
 
 
-def drain(source, stop: threading.Event | None = None, backoff: Backoff = QUICK_RETRY):
-    """Run a capture thread over ``source``; return the mailbox, the health and the thread."""
-    stop = stop or threading.Event()
-    mailbox, health = FrameMailbox(), Health()
-    thread = CaptureThread(source, mailbox, health, stop, backoff)
-    thread.start()
-    return mailbox, health, thread, stop
-
-
-def take_all(mailbox: FrameMailbox, limit: int = 10_000) -> list:
-    frames = []
-    while len(frames) < limit:
-        try:
-            frame = mailbox.take(timeout=10)
-        except SourceEndedError:
-            break
-        assert frame is not None, "no frame within 10 s"
-        frames.append(frame)
-    return frames
-
-
-def test_video_file_delivers_every_frame_in_order_with_timestamps(car_video):
-    mailbox, health, thread, _ = drain(open_source(SourceConfig(uri=str(car_video))))
+def test_video_file_delivers_every_frame_in_order_with_timestamps(camera_clip):
+    mailbox, health, thread, _ = drain(open_source(SourceConfig(uri=str(camera_clip))))
     frames = take_all(mailbox)
     thread.join(10)
-    assert [f.index for f in frames] == list(range(377))
-    assert frames[0].image.shape == (432, 768, 3)
+    assert [f.index for f in frames] == list(range(CLIP_FRAMES))
+    assert frames[0].image.shape == (CLIP_HEIGHT, CLIP_WIDTH, 3)
     assert all(b.captured >= a.captured for a, b in itertools.pairwise(frames))
     snapshot = health.snapshot()
-    assert snapshot.frames_captured == 377 and snapshot.frames_dropped == 0
+    assert snapshot.frames_captured == CLIP_FRAMES and snapshot.frames_dropped == 0
     assert snapshot.source_state == "ended"
 
 
-def test_looped_video_file_restarts_at_its_end(car_video):
-    mailbox, _health, thread, stop = drain(open_source(SourceConfig(uri=str(car_video), loop=True)))
-    frames = take_all(mailbox, limit=400)
+def test_looped_video_file_restarts_at_its_end(camera_clip):
+    mailbox, _health, thread, stop = drain(open_source(SourceConfig(uri=str(camera_clip), loop=True)))
+    frames = take_all(mailbox, limit=CLIP_FRAMES + 20)
     stop.set()
     mailbox.close()
     thread.join(10)
-    assert len(frames) == 400 and frames[-1].index == 399
-    assert np.array_equal(frames[377].image, frames[0].image)  # frame 377 is the clip's first again
+    assert len(frames) == CLIP_FRAMES + 20 and frames[-1].index == CLIP_FRAMES + 19
+    assert np.array_equal(frames[CLIP_FRAMES].image, frames[0].image)  # the clip's first frame again
+    assert not np.array_equal(frames[CLIP_FRAMES - 1].image, frames[0].image)
 
 
-def test_paced_video_drops_stale_frames_and_frame_age_stays_bounded(car_video):
+def test_paced_video_drops_stale_frames_and_frame_age_stays_bounded(camera_clip):
     """A source faster than inference: the consumer always gets the newest frame, never a backlog."""
-    mailbox, health, thread, stop = drain(open_source(SourceConfig(uri=str(car_video), pace=True, loop=True)))
+    mailbox, health, thread, stop = drain(open_source(SourceConfig(uri=str(camera_clip), pace=True, loop=True)))
     ages, indices = [], []
     slow_inference = threading.Event()  # never set: wait() stands in for a model slower than the camera
     for _ in range(10):
@@ -81,7 +56,7 @@ def test_paced_video_drops_stale_frames_and_frame_age_stays_bounded(car_video):
     mailbox.close()
     thread.join(10)
     snapshot = health.snapshot()
-    # 12.5 fps against ~3 fps: most frames are dropped; without dropping the 10th frame would be ~2 s old.
+    # The clip at 12.5 fps against ~3 fps: most frames are dropped; without dropping the 10th frame would be ~2 s old.
     assert snapshot.frames_dropped >= 10
     assert all(b - a >= 2 for a, b in itertools.pairwise(indices))
     assert snapshot.frames_captured <= snapshot.frames_dropped + len(indices) + 1  # nothing unaccounted
@@ -167,72 +142,6 @@ def test_camera_that_does_not_open_is_retried_not_fatal():
 def test_backoff_doubles_up_to_its_cap():
     delays = Backoff(0.5, 3.0).delays()
     assert [next(delays) for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
-
-
-class FakePicamera2:
-    """FAKE of picamera2.Picamera2 (no camera exists here): serves frames of a real video as the ISP
-    would, YUV420 at the lores size with rows padded to a 64-byte stride, and records how it was used."""
-
-    instances: ClassVar[list["FakePicamera2"]] = []
-    frames: ClassVar[list[np.ndarray]] = []
-    fail_after: ClassVar[int | None] = None
-
-    def __init__(self, camera_num: int = 0) -> None:
-        self.camera_num = camera_num
-        self.config: dict | None = None
-        self.started = self.closed = False
-        self.captured = 0
-        FakePicamera2.instances.append(self)
-
-    def create_video_configuration(self, main, lores, buffer_count, controls):
-        return {"main": dict(main), "lores": dict(lores), "buffer_count": buffer_count, "controls": controls}
-
-    def align_configuration(self, config: dict) -> None:
-        width, height = config["lores"]["size"]
-        config["lores"]["size"] = (width + (-width % 2), height + (-height % 2))
-
-    def configure(self, config: dict) -> None:
-        self.config = config
-
-    def start(self) -> None:
-        self.started = True
-
-    def stop(self) -> None:
-        self.started = False
-
-    def close(self) -> None:
-        self.closed = True
-
-    def capture_array(self, name: str, wait: float | None = None) -> np.ndarray:
-        assert name == "lores" and self.started
-        if self.fail_after is not None and self.captured >= self.fail_after:
-            raise TimeoutError("fake: the camera stopped delivering")
-        width, height = self.config["lores"]["size"]
-        bgr = cv2.resize(self.frames[self.captured % len(self.frames)], (width, height), interpolation=cv2.INTER_AREA)
-        self.captured += 1
-        yuv = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420)  # (height * 3/2, width)
-        stride = width + (-width % 64)
-        padded = np.zeros((yuv.shape[0], stride), np.uint8)
-        # I420 in picamera2's array: Y rows, then U and V rows of half width, two per padded row.
-        padded[:height, :width] = yuv[:height]
-        chroma = yuv[height:].reshape(-1, width // 2)
-        padded[height:] = np.concatenate(
-            [chroma.reshape(-1, 2, width // 2), np.zeros((chroma.shape[0] // 2, 2, (stride - width) // 2), np.uint8)],
-            axis=2,
-        ).reshape(-1, stride)
-        return padded
-
-
-@pytest.fixture
-def fake_picamera2(monkeypatch, car_video):
-    capture = cv2.VideoCapture(str(car_video))
-    frames = [capture.read()[1] for _ in range(5)]
-    capture.release()
-    monkeypatch.setattr(FakePicamera2, "instances", [])
-    monkeypatch.setattr(FakePicamera2, "frames", frames)
-    monkeypatch.setattr(FakePicamera2, "fail_after", None)
-    monkeypatch.setitem(sys.modules, "picamera2", types.SimpleNamespace(Picamera2=FakePicamera2))
-    return FakePicamera2
 
 
 def test_picamera2_reads_lores_at_the_model_size_with_few_buffers_in_bgr(fake_picamera2):

@@ -13,17 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import BIN, assert_one_line_error, run_cli
+from tests.helpers import BIN, assert_one_line_error, run_cli, write_video
 
 pytestmark = pytest.mark.slow
-
-
-def write_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> None:
-    height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    for frame in frames:
-        writer.write(frame)
-    writer.release()
 
 
 def digit_frame(image_path: Path, side: int = 128) -> np.ndarray:
@@ -182,12 +174,12 @@ def test_importing_the_device_cli_does_not_import_tensorflow():
     assert not imported & {"tensorflow", "keras", "tf_keras"}
 
 
-def test_check_validates_model_and_source_without_running(digits_bundle, car_video, tmp_path):
+def test_check_validates_model_and_source_without_running(digits_bundle, camera_clip, tmp_path):
     config = tmp_path / "edgesight.toml"
-    config.write_text(f'[source]\nuri = "{car_video}"\n[model]\npath = "{digits_bundle}"\n')
+    config.write_text(f'[source]\nuri = "{camera_clip}"\n[model]\npath = "{digits_bundle}"\n')
     result = run_cli("edgesight", "check", "--config", str(config))
     assert result.returncode == 0, result.stderr
-    assert "golden samples agree" in result.stdout and f"video file {car_video}" in result.stdout
+    assert "golden samples agree" in result.stdout and f"video file {camera_clip}" in result.stdout
     config.write_text(config.read_text() + '[results]\nsmoothing = "median"\n')
     result = run_cli("edgesight", "check", "--config", str(config))
     assert_one_line_error(result, 78, ":6: [results] smoothing must be one of none, ema, majority")

@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import ROOT, bundle_copy, free_port, get_json, status_or_none, switch, wait_for
+from tests.helpers import ROOT, bundle_copy, digit_jpegs, free_port, get_json, status_or_none, switch, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -75,8 +75,6 @@ def http_status(url: str) -> tuple[int, dict]:
 def test_healthz_turns_503_when_the_stream_dies_and_200_when_it_is_back(
     tmp_path, digits_bundle, digits_dir, mjpeg_server
 ):
-    from tests.edge.test_service import digit_jpegs
-
     server = mjpeg_server(digit_jpegs(digits_dir, "7"), fps=20)
     port = free_port()
     config = tmp_path / "edgesight.toml"

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 
 def test_doctor_reports_platform_runtimes_backends_and_what_is_missing():

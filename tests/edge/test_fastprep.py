@@ -19,8 +19,8 @@ TENSORS = [
 NORMALIZATIONS = [((0.0,), (1.0,)), ((123.7, 116.3, 103.5), (58.4, 57.1, 57.4)), ((127.5,), (127.5,))]
 
 
-@pytest.mark.parametrize("resolution", ["480p", "720p", "1080p", "odd"])  # the camera_frames fixture
-def test_fast_path_is_bit_exact_with_the_reference(camera_frames, resolution):
+@pytest.mark.parametrize("resolution", ["480p", "720p", "1080p", "odd"])  # the sized_frames fixture
+def test_fast_path_is_bit_exact_with_the_reference(sized_frames, resolution):
     compared = 0
     sizes = [(96, 96), (224, 160), (32, 32)]
     geometries = itertools.product(RESIZE_MODES, INTERPOLATIONS, ("rgb", "grayscale"), sizes, CONTRACT_VERSIONS)
@@ -34,7 +34,7 @@ def test_fast_path_is_bit_exact_with_the_reference(camera_frames, resolution):
         spec = PreprocessSpec(height, width, color, resize, interpolation, mean, std, pad_value=114, version=version)
         assert handles(spec, tensor)
         fast, reference = make_preparer(spec, tensor), reference_preparer(spec, tensor)
-        for frame in camera_frames[resolution]:
+        for frame in sized_frames[resolution]:
             expected = reference(frame)
             got = fast(frame)
             assert got.dtype == expected.dtype and got.shape == expected.shape == (1, height, width, spec.channels)
@@ -43,11 +43,11 @@ def test_fast_path_is_bit_exact_with_the_reference(camera_frames, resolution):
     assert compared > 1_000_000
 
 
-def test_letterbox_padding_follows_a_change_of_frame_size(camera_frames):
+def test_letterbox_padding_follows_a_change_of_frame_size(sized_frames):
     spec = PreprocessSpec(96, 96, resize="letterbox", pad_value=7)
     tensor = TENSORS[0]
     fast, reference = make_preparer(spec, tensor), reference_preparer(spec, tensor)
-    wide = camera_frames["720p"][0]
+    wide = sized_frames["720p"][0]
     tall = np.ascontiguousarray(wide.transpose(1, 0, 2))
     for frame in (wide, tall, wide):
         assert np.array_equal(fast(frame), reference(frame))

@@ -1,7 +1,7 @@
 """The HTTP MJPEG source: a slow reader is handed the newest frame, never a backlog of old ones."""
 
 import io
-import time
+import threading
 
 import cv2
 import numpy as np
@@ -11,7 +11,7 @@ from edge.capture import SourceLostError, open_source
 from edge.capture.mjpeg import HttpSource, _next_part
 from edge.capture.opencv import StreamSource
 from edge.config import SourceConfig
-from tests.edge.test_capture import drain, take_all
+from tests.helpers import drain, take_all, wait_for
 
 SLOW_INFERENCE_S = 0.5  # a reader this slow at 30 fps would fall 15 frames behind per frame through FFmpeg
 
@@ -24,6 +24,12 @@ def numbered_jpegs(count: int) -> list[bytes]:
     return frames
 
 
+def frame_number(image: np.ndarray, count: int) -> int:
+    """Which of ``numbered_jpegs(count)`` a decoded frame is."""
+    levels = np.arange(count) * 255 // count
+    return int(np.abs(levels - image.mean()).argmin())
+
+
 def test_http_mjpeg_url_gets_the_backlog_free_source(mjpeg_server):
     server = mjpeg_server(numbered_jpegs(4), fps=30)
     source = open_source(SourceConfig(uri=server.url, timeout_s=2))
@@ -32,16 +38,19 @@ def test_http_mjpeg_url_gets_the_backlog_free_source(mjpeg_server):
 
 
 def test_slow_reader_gets_the_newest_frame_and_counts_those_passed_over(mjpeg_server):
-    server = mjpeg_server(numbered_jpegs(4), fps=30)
-    source = HttpSource(server.url, timeout_s=2)
+    count = 12
+    server = mjpeg_server(numbered_jpegs(count), fps=30, repeat=False)
+    source = HttpSource(server.url, timeout_s=1)
     source.open()
     try:
         assert source.read().shape == (60, 80, 3)
-        time.sleep(SLOW_INFERENCE_S)  # stands for a slow inference, not for synchronization
-        started = time.monotonic()
-        source.read()
-        assert time.monotonic() - started < 0.1  # a frame was waiting: the newest, decoded on demand
-        assert source.superseded >= 5  # the ones in between were never decoded
+        wait_for(lambda: server.sent == count, what="the camera to send its frames")
+        threading.Event().wait(SLOW_INFERENCE_S)  # stands for a slow inference, not for synchronization
+        newest = source.read()
+        assert frame_number(newest, count) == count - 1  # the last frame sent, not the next in a backlog
+        assert source.superseded == count - 2  # all but the two returned were passed over, never decoded
+        with pytest.raises(SourceLostError):
+            source.read()  # nothing else was kept: the stream has been silent since
     finally:
         source.close()
 
@@ -58,7 +67,6 @@ def test_parts_without_content_length_are_read_up_to_the_next_boundary():
 
 def test_a_url_that_is_not_mjpeg_goes_through_ffmpeg(tmp_path):
     import http.server
-    import threading
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:

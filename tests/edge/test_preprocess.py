@@ -105,8 +105,8 @@ def halved_2x2(image: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("resize", ["squash", "center_crop", "letterbox"])
-def test_contract_version_1_resizes_area_in_one_opencv_call_as_before(camera_frames, resize):
-    frame = camera_frames["1080p"][0]
+def test_contract_version_1_resizes_area_in_one_opencv_call_as_before(sized_frames, resize):
+    frame = sized_frames["1080p"][0]
     s = spec(height=224, width=224, resize=resize, version=1)
     if resize == "squash":
         expected = opencv_area(frame, 224, 224)
@@ -118,8 +118,8 @@ def test_contract_version_1_resizes_area_in_one_opencv_call_as_before(camera_fra
     assert np.array_equal(prepare(frame, s), cv2.cvtColor(expected, cv2.COLOR_BGR2RGB))
 
 
-def test_contract_version_2_halves_by_2x2_averages_then_takes_the_rest_with_area(camera_frames):
-    frame = camera_frames["1080p"][0]
+def test_contract_version_2_halves_by_2x2_averages_then_takes_the_rest_with_area(sized_frames):
+    frame = sized_frames["1080p"][0]
     quarter = halved_2x2(halved_2x2(frame))  # 1920x1080 -> 480x270; a third halving would pass 224
     expected = cv2.cvtColor(opencv_area(quarter, 224, 224), cv2.COLOR_BGR2RGB)
     assert np.array_equal(prepare(frame, spec(height=224, width=224)), expected)
@@ -142,8 +142,8 @@ def test_halving_stops_at_an_odd_side_and_before_a_side_drops_below_the_target(f
 
 
 @pytest.mark.parametrize("interpolation", ["nearest", "linear", "cubic"])
-def test_contract_version_2_changes_only_area(camera_frames, interpolation):
-    frame = camera_frames["720p"][0]
+def test_contract_version_2_changes_only_area(sized_frames, interpolation):
+    frame = sized_frames["720p"][0]
     old, new = (spec(height=96, width=96, interpolation=interpolation, version=v) for v in (1, 2))
     assert np.array_equal(prepare(frame, old), prepare(frame, new))
 

@@ -9,7 +9,7 @@ import pytest
 from edge.bundle import load_bundle
 from edge.errors import EdgesightError
 from edge.preprocess import PreprocessSpec, prepare
-from tests.edge.test_bundle import edit_manifest, written
+from tests.helpers import edit_manifest, written
 
 
 def spec(**kw) -> PreprocessSpec:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from edge.bundle import manifest_from_dict, manifest_to_dict
 from edge.config import Config, load_config
 from edge.errors import EXIT_CONFIG, EXIT_DATA, EdgesightError
-from tests.edge.test_bundle import manifest
+from tests.helpers import manifest
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

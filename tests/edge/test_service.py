@@ -1,9 +1,7 @@
 """The daemon loop in-process, with the session's trained digits bundle and real sources."""
 
-import sys
 import threading
 import time
-import types
 
 import cv2
 import numpy as np
@@ -13,8 +11,7 @@ from edge.config import Config, DataLoopConfig, ModelConfig, ResultsConfig, Sour
 from edge.errors import EXIT_CONFIG, EdgesightError
 from edge.health import Health
 from edge.service import run
-from tests.conftest import wait_for
-from tests.edge.test_capture import FakePicamera2
+from tests.helpers import CLIP_FRAMES, CLIP_HEIGHT, CLIP_WIDTH, digit_jpegs, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -57,25 +54,17 @@ def config(uri: str, bundle, **source) -> Config:
     return Config(source=SourceConfig(uri=uri, **source), model=ModelConfig(path=str(bundle)))
 
 
-def digit_jpegs(digits_dir, digit: str, count: int = 5) -> list[bytes]:
-    frames = []
-    for path in sorted((digits_dir / digit).iterdir())[:count]:
-        image = cv2.resize(cv2.imread(str(path)), (128, 128), interpolation=cv2.INTER_NEAREST)
-        frames.append(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes())
-    return frames
-
-
-def test_video_file_every_frame_classified_with_its_age(digits_bundle, car_video):
-    daemon = Daemon(config(str(car_video), digits_bundle))
+def test_video_file_every_frame_classified_with_its_age(digits_bundle, camera_clip):
+    daemon = Daemon(config(str(camera_clip), digits_bundle))
     daemon.thread.join(120)
     daemon.finish()
-    assert [r["frame"] for r in daemon.results] == list(range(377))
+    assert [r["frame"] for r in daemon.results] == list(range(CLIP_FRAMES))
     assert set(daemon.results[0]) == RESULT_KEYS
     assert all(r["frame_age_ms"] >= r["latency_ms"] for r in daemon.results)
     final = daemon.final
-    assert (final.frames_captured, final.frames_classified, final.frames_dropped) == (377, 377, 0)
+    assert (final.frames_captured, final.frames_classified, final.frames_dropped) == (CLIP_FRAMES, CLIP_FRAMES, 0)
     assert final.source_state == "ended" and final.model["golden_checked"] >= 1
-    assert final.last_result["frame"] == 376 and final.model["fast_preprocessing"] is True
+    assert final.last_result["frame"] == CLIP_FRAMES - 1 and final.model["fast_preprocessing"] is True
 
 
 def test_mjpeg_stream_dies_and_the_daemon_classifies_again(digits_bundle, digits_dir, mjpeg_server):
@@ -98,8 +87,8 @@ def test_mjpeg_stream_dies_and_the_daemon_classifies_again(digits_bundle, digits
     assert after[0]["frame"] > daemon.results[before - 1]["frame"]
 
 
-def test_slow_inference_drops_stale_frames_and_frame_age_stays_bounded(digits_bundle, car_video):
-    daemon = Daemon(config(str(car_video), digits_bundle, pace=True, loop=True), emit_delay=0.25)
+def test_slow_inference_drops_stale_frames_and_frame_age_stays_bounded(digits_bundle, camera_clip):
+    daemon = Daemon(config(str(camera_clip), digits_bundle, pace=True, loop=True), emit_delay=0.25)
     try:
         wait_for(lambda: len(daemon.results) >= 12, what="a dozen results")
     finally:
@@ -112,19 +101,13 @@ def test_slow_inference_drops_stale_frames_and_frame_age_stays_bounded(digits_bu
     assert final.frames_captured <= final.frames_classified + final.frames_dropped + 1
 
 
-def test_picamera2_through_its_fake_feeds_the_classifier(digits_bundle, car_video, monkeypatch):
-    capture = cv2.VideoCapture(str(car_video))
-    monkeypatch.setattr(FakePicamera2, "instances", [])
-    monkeypatch.setattr(FakePicamera2, "frames", [capture.read()[1] for _ in range(3)])
-    monkeypatch.setattr(FakePicamera2, "fail_after", None)
-    capture.release()
-    monkeypatch.setitem(sys.modules, "picamera2", types.SimpleNamespace(Picamera2=FakePicamera2))
+def test_picamera2_through_its_fake_feeds_the_classifier(digits_bundle, fake_picamera2):
     daemon = Daemon(config("picamera2", digits_bundle))
     try:
         wait_for(lambda: len(daemon.results) >= 3, what="results from the fake camera")
     finally:
         daemon.finish()
-    camera = FakePicamera2.instances[0]
+    camera = fake_picamera2.instances[0]
     assert camera.config["lores"]["size"] == (32, 32)  # the digits model's input size
     assert camera.closed and daemon.final.source == "Pi camera 0 (lores 32x32)"
 
@@ -149,10 +132,12 @@ def test_threshold_smoothing_and_data_loop(digits_bundle, digits_dir, tmp_path):
     assert sum(p.stat().st_size for p in (tmp_path / "loop").iterdir()) <= 0.1 * 1024 * 1024
 
 
-def test_roi_outside_the_frame_is_a_config_error(digits_bundle, car_video):
-    daemon = Daemon(config(str(car_video), digits_bundle, roi=(700, 0, 100, 100)))
+def test_roi_outside_the_frame_is_a_config_error(digits_bundle, camera_clip):
+    roi = (CLIP_WIDTH - 68, 0, 100, 100)
+    daemon = Daemon(config(str(camera_clip), digits_bundle, roi=roi))
     daemon.thread.join(60)
-    with pytest.raises(EdgesightError, match=r"roi \[700, 0, 100, 100\] reaches outside the 768x432") as error:
+    outside = rf"roi \[{roi[0]}, 0, 100, 100\] reaches outside the {CLIP_WIDTH}x{CLIP_HEIGHT}"
+    with pytest.raises(EdgesightError, match=outside) as error:
         daemon.finish()
     assert error.value.exit_code == EXIT_CONFIG
 

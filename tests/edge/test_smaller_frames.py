@@ -27,8 +27,8 @@ def test_the_reduction_is_the_largest_that_keeps_twice_the_models_size(shape, mo
     assert reduction(shape, model) == scale
 
 
-def test_a_large_mjpeg_stream_is_decoded_at_the_reduction_that_covers_the_model(mjpeg_server, camera_frames):
-    frame = jpeg(camera_frames["720p"][0])
+def test_a_large_mjpeg_stream_is_decoded_at_the_reduction_that_covers_the_model(mjpeg_server, sized_frames):
+    frame = jpeg(sized_frames["720p"][0])
     server = mjpeg_server([frame], fps=30)
     source = open_source(SourceConfig(uri=server.url, timeout_s=2), (96, 96), averaging=True)
     assert isinstance(source, HttpSource) and source.decode_to == (96, 96)
@@ -52,22 +52,22 @@ def test_mjpeg_is_decoded_in_full_unless_the_contract_averages_and_nothing_needs
     assert isinstance(source, HttpSource) and source.decode_to is None
 
 
-def test_a_stream_that_changes_size_or_sends_other_images_is_decoded_in_full_first(camera_frames):
+def test_a_stream_that_changes_size_or_sends_other_images_is_decoded_in_full_first(sized_frames):
     source = HttpSource("http://127.0.0.1:9/stream", decode_to=(32, 32))
-    large, small = jpeg(camera_frames["1080p"][0]), jpeg(camera_frames["480p"][0])
+    large, small = jpeg(sized_frames["1080p"][0]), jpeg(sized_frames["480p"][0])
     assert source._decode(large).shape == (1080, 1920, 3)
     assert source._decode(large).shape == (135, 240, 3) and source.scale == 8
     assert source._decode(small).shape == (480, 640, 3)  # the reduced shape did not fit: decoded again, in full
     assert source._decode(small).shape == (120, 160, 3) and source.scale == 4
-    png = cv2.imencode(".png", camera_frames["720p"][0])[1].tobytes()
+    png = cv2.imencode(".png", sized_frames["720p"][0])[1].tobytes()
     assert source._decode(png).shape == (720, 1280, 3) and source.scale == 1  # only JPEGs scale in the decoder
 
 
 @pytest.mark.parametrize("size", [96, 224])
-def test_reduced_decoding_moves_the_models_input_less_than_jpeg_compression_does(camera_frames, size):
+def test_reduced_decoding_moves_the_models_input_less_than_jpeg_compression_does(sized_frames, size):
     """Why it is safe for area contracts: the DCT-domain scaling averages blocks as the area resize does."""
     spec = PreprocessSpec(size, size)
-    original = camera_frames["1080p"][0]
+    original = sized_frames["1080p"][0]
     data = np.frombuffer(jpeg(original), np.uint8)
     full = prepare(cv2.imdecode(data, cv2.IMREAD_COLOR), spec).astype(int)
     scale = reduction(original.shape, (size, size))

@@ -8,7 +8,7 @@ from edge.bundle import TensorSpec
 from edge.fastprep import make_preparer
 from edge.images import read_image
 from edge.preprocess import CONTRACT_VERSION, CONTRACT_VERSIONS, PreprocessSpec, prepare
-from tests.train.test_data import make_dataset, write_corrupt, write_format_zoo
+from tests.helpers import make_dataset, write_corrupt, write_format_zoo
 from train.cache import prepared
 from train.config import config_from_dict, run_config_from_dict
 from train.data import discover
@@ -89,9 +89,9 @@ def test_a_changed_image_or_contract_makes_a_new_cache_entry(tmp_path):
 
 
 @pytest.mark.parametrize("version", CONTRACT_VERSIONS)
-def test_training_cache_and_device_prepare_camera_frames_bit_for_bit_alike(tmp_path, camera_frames, version):
+def test_training_cache_and_device_prepare_frames_bit_for_bit_alike(tmp_path, sized_frames, version):
     """What a model is trained on is what the device feeds it: train.cache vs edge.fastprep, lossless files."""
-    frames = [frame for name in ("480p", "1080p", "odd") for frame in camera_frames[name]]
+    frames = [frame for name in ("480p", "1080p", "odd") for frame in sized_frames[name]]
     for label in ("a", "b"):
         (tmp_path / "d" / label).mkdir(parents=True)
         for i, frame in enumerate(frames):

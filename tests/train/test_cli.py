@@ -5,8 +5,7 @@ import json
 import pytest
 
 from edge.bundle import load_bundle
-from tests.conftest import assert_one_line_error, run_cli
-from tests.train.test_data import make_dataset
+from tests.helpers import assert_one_line_error, make_dataset, run_cli
 
 
 @pytest.mark.slow

@@ -1,61 +1,12 @@
 import shutil
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
 
 from edge.errors import EXIT_DATA, EXIT_NO_INPUT, EdgesightError
+from tests.helpers import make_dataset
 from train.data import class_weights, discover, duplicates, imbalance, split
-
-
-def make_dataset(root: Path, counts: dict[str, int], size: int = 12) -> Path:
-    rng = np.random.default_rng(0)
-    for name, count in counts.items():
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for i in range(count):
-            cv2.imwrite(str(root / name / f"{i:03d}.png"), rng.integers(0, 255, (size, size, 3), dtype=np.uint8))
-    return root
-
-
-def write_exif_rotated(path: Path) -> None:
-    """A 20×10 (w×h) JPEG, white left half, whose EXIF orientation 6 says: turn it 90° clockwise."""
-    stored = np.zeros((10, 20, 3), np.uint8)
-    stored[:, :10] = 255
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    Image.fromarray(stored).save(path, exif=exif, quality=95)
-
-
-def solid(bgr: tuple[int, int, int]) -> np.ndarray:
-    return np.full((16, 16, 3), bgr, np.uint8)
-
-
-def write_format_zoo(folder: Path) -> None:
-    """One image per awkward format, each of one colour (the EXIF one excepted)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(folder / "grey.png"), np.full((16, 16), 200, np.uint8))
-    cv2.imwrite(
-        str(folder / "rgba.png"),
-        np.dstack([solid((0, 255, 0)), np.full((16, 16), 128, np.uint8)]),
-    )
-    palette = Image.new("P", (16, 16), 1)
-    palette.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
-    palette.save(folder / "palette.png")
-    cv2.imwrite(str(folder / "deep.png"), np.full((16, 16), 40000, np.uint16))
-    cv2.imwrite(str(folder / "blue.bmp"), solid((255, 0, 0)))
-    cv2.imwrite(str(folder / "blue.webp"), solid((255, 0, 0)), [cv2.IMWRITE_WEBP_QUALITY, 101])
-    cv2.imwrite(str(folder / "blue.tiff"), solid((255, 0, 0)))
-    write_exif_rotated(folder / "rotated.jpg")
-
-
-def write_corrupt(folder: Path) -> list[str]:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "truncated.jpg").write_bytes(b"\xff\xd8\xff\xe0 garbage")
-    (folder / "empty.png").write_bytes(b"")
-    (folder / "text.png").write_text("not an image")
-    return ["empty.png", "text.png", "truncated.jpg"]
 
 
 def test_classes_are_sorted_folder_names_and_images_are_found_recursively(tmp_path):

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import assert_one_line_error, run_cli
+from tests.helpers import assert_one_line_error, make_dataset, run_cli
 from train.evaluate import expected_calibration_error, model_metrics
 
 CLASSES = ("a", "b", "c")
@@ -120,8 +120,6 @@ def test_evaluating_something_that_is_neither_run_nor_bundle_is_one_line_error(t
 
 @pytest.mark.slow
 def test_evaluating_a_folder_with_an_unknown_class_is_one_line_error(digits_bundle, tmp_path):
-    from tests.train.test_data import make_dataset
-
     data = make_dataset(tmp_path / "d", {"3": 2, "cat": 2})
     result = run_cli("edgesight-train", "evaluate", str(digits_bundle), str(data), timeout=300)
     assert_one_line_error(result, 65, "class folder 'cat' is not one of the model's labels")

@@ -10,8 +10,7 @@ import pytest
 
 from edge.bundle import load_bundle
 from edge.classifier import Classifier
-from tests.conftest import assert_one_line_error, run_cli
-from tests.train.test_data import make_dataset, write_corrupt
+from tests.helpers import assert_one_line_error, make_dataset, run_cli, write_corrupt
 from train.config import FitConfig
 from train.fit import fit, resume_config
 from train.pipeline import Batches

@@ -102,7 +102,7 @@ def test_a_collapsed_model_is_refused_and_no_bundle_is_written(digits_run, tmp_p
 
     import keras
 
-    from tests.conftest import assert_one_line_error, run_cli
+    from tests.helpers import assert_one_line_error, run_cli
 
     run = tmp_path / "run"
     shutil.copytree(digits_run.path, run)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, bundle_copy, wait_for
+from tests.helpers import ROOT, bundle_copy, digit_jpegs, wait_for
 from tests.vm.vm import Vm, cached_image
 
 pytestmark = pytest.mark.vm
@@ -74,8 +74,6 @@ def checkout(target: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def payload(tmp_path_factory, digits_bundle, digits_dir) -> Path:
-    from tests.edge.test_service import digit_jpegs
-
     root = tmp_path_factory.mktemp("payload")
     checkout(root / "edgesight")
     frames = root / "frames"

@@ -4,7 +4,7 @@ import logging
 import threading
 
 from edge.publish.base import Sink
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 
 
 class GatedSink(Sink):

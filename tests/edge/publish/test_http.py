@@ -21,7 +21,7 @@ from edge.publish.http import HttpServer
 from edge.publish.jsonl import JsonlSink
 from edge.publish.settings import HttpSettings, OutputSettings
 from edge.publish.telemetry import Telemetry
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 
 
 def request(url: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, dict, bytes]:

@@ -11,7 +11,7 @@ import pytest
 from edge.publish.outputs import Outputs
 from edge.publish.settings import HttpSettings, MqttSettings, OutputSettings
 from edge.publish.telemetry import Telemetry
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 
 
 @pytest.mark.system

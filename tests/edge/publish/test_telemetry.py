@@ -6,7 +6,7 @@ import numpy as np
 from edge.publish.jsonl import JsonlSink
 from edge.publish.settings import OutputSettings
 from edge.publish.telemetry import Telemetry
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 
 
 def result(label: str) -> dict:
