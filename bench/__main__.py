@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         ("freshness", live.freshness),
         ("footprint", live.footprint),
         ("int8_vs_float", measure.int8_vs_float),
+        ("training", measure.training_input),
     ):
         log.info("measuring %s (load %s)", key.replace("_", " "), _load())
         section_started = time.monotonic()

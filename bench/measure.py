@@ -9,7 +9,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import cpu, media
-from bench.programs import daemon_config, edgesight_run, floor_decode, floor_invoke, usual_loop
+from bench.programs import BIN, daemon_config, edgesight_run, floor_decode, floor_invoke, run_program, usual_loop
+
+
+@dataclass(frozen=True)
+class TrainingCase:
+    """One model trained by ``bench.training``: fit against a bare model.fit."""
+
+    model: str
+    size: int
+    width: float  # the width multiplier
+    images: int  # per class, generated
+    epochs: int  # the first is not timed
+
+    @property
+    def title(self) -> str:
+        width = f", width {self.width:g}" if self.width != 1.0 else ""
+        return f"{self.model} {self.size}²{width}"
 
 
 @dataclass(frozen=True)
@@ -25,6 +41,7 @@ class Plan:
     freshness_model: str
     freshness_s: float
     footprint_model: str
+    training: tuple[TrainingCase, ...] = ()
 
 
 FULL = Plan(
@@ -37,8 +54,21 @@ FULL = Plan(
     freshness_model="mobilenetv2",
     freshness_s=8.0,
     footprint_model="mobilenetv2",
+    # CIFAR-10's image size for resnet8; MobileNetV2 as the README's recipe trains it for a Pi.
+    training=(TrainingCase("resnet8", 32, 1.0, 300, 3), TrainingCase("mobilenetv2", 96, 0.35, 100, 3)),
 )
-QUICK = Plan(("tiny",), {"tiny": (20, 60)}, {"tiny": (20, 40)}, 0.2, 3, 1, "tiny", 1.5, "tiny")
+QUICK = Plan(
+    models=("tiny",),
+    frames={"tiny": (20, 60)},
+    frames_1080p={"tiny": (20, 40)},
+    invoke_s=0.2,
+    preprocess_calls=3,
+    rounds=1,
+    freshness_model="tiny",
+    freshness_s=1.5,
+    footprint_model="tiny",
+    training=(TrainingCase("tiny", 16, 1.0, 20, 2),),
+)
 
 
 @dataclass(frozen=True)
@@ -155,3 +185,40 @@ def int8_vs_float(ws: Workspace, plan: Plan) -> dict:
             ),
         }
     return rows
+
+
+def training_input(ws: Workspace, plan: Plan) -> dict:
+    """7. ``fit``'s training steps against a bare ``model.fit`` on arrays in memory (``bench.training``)."""
+    rows = {}
+    for case in plan.training:
+        tag = f"{case.model}-{case.size}-{case.images}"
+        command = [
+            str(BIN / "python"), "-m", "bench.training", "--data", str(ws.build / "train-data" / tag),
+            "--cache", str(ws.build / "train-cache"), "--model", case.model, "--size", str(case.size),
+            "--width", str(case.width), "--images", str(case.images), "--epochs", str(case.epochs),
+            "--rounds", str(plan.rounds),
+        ]  # fmt: skip
+        run = run_program(command, ws.log(f"training-{tag}"), timeout_s=3600)
+        if run.returncode != 0 or len(run.records) != plan.rounds:
+            raise SystemExit(f"training {tag}: exit {run.returncode}; see {ws.log(f'training-{tag}')}")
+        rounds = run.records
+        rows[case.title] = {
+            "input": f"{case.images * 10} generated {case.size}² JPEGs, {case.epochs} epochs (first not timed)",
+            "batch_size": rounds[0]["batch_size"],
+            "train_images": rounds[0]["train_images"],
+            "bare_steps_per_s": cpu.stat([r["bare"]["steps_per_s"] for r in rounds]),
+            "fit_steps_per_s": cpu.stat([r["fit"]["steps_per_s"] for r in rounds]),
+            "bare_cpu_ms_per_step": cpu.stat([r["bare"]["cpu_ms_per_step"] for r in rounds], 2),
+            "fit_cpu_ms_per_step": cpu.stat([r["fit"]["cpu_ms_per_step"] for r in rounds], 2),
+            "speed_ratio": cpu.stat([r["fit"]["steps_per_s"] / r["bare"]["steps_per_s"] for r in rounds]),
+            "cpu_ratio": cpu.stat([r["bare"]["cpu_ms_per_step"] / r["fit"]["cpu_ms_per_step"] for r in rounds]),
+            "load": [round(run.load, 2)],
+        }
+    return {
+        "description": "Steps per second of the training steps of every epoch but the first (validation and"
+        " checkpoints between epochs left out), and CPU time per step of the whole process. *fit*: `train.fit.fit`"
+        " with its defaults (augmentation on, class weights, shuffling from the memory-mapped cache); *bare*: the"
+        " same model and compile, `model.fit` on the same pixels as float arrays, nothing else. *CPU ratio*:"
+        " bare CPU per step over fit's, what the steps/s ratio comes to when the cores are saturated.",
+        "models": rows,
+    }

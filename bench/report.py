@@ -20,7 +20,7 @@ def ratios(results: dict) -> dict[str, dict]:
     for name, row in m["int8_vs_float"].items():
         found[f"float / int8 invoke CPU, {name}"] = row["float_over_int8_cpu"]
     for name, row in m.get("training", {}).get("models", {}).items():
-        found[f"fit steps/s / bare model.fit steps/s, {name}"] = row["speed_ratio"]
+        found[f"bare model.fit CPU per step / fit's, {name}"] = row["cpu_ratio"]
     return found
 
 
@@ -34,6 +34,8 @@ def wall_ratios(results: dict) -> dict[str, dict]:
         found[f"edgesight fps / usual loop fps, 1080p, {name}"] = row["throughput_ratio"]
     for size, programs in m["freshness"]["streams"].items():
         found[f"frame age p99 / inference p50, {size} stream"] = programs["edgesight"]["age_p99_over_latency_p50"]
+    for name, row in m.get("training", {}).get("models", {}).items():
+        found[f"fit steps/s / bare model.fit steps/s, {name}"] = row["speed_ratio"]
     return found
 
 
@@ -64,7 +66,8 @@ def targets(results: dict) -> list[dict]:
     add(f"peak RSS of `edgesight run` ({foot['model']})", ours["peak_rss_mb"], 80, "≤", " MB", 60)
     add(f"first result after start ({foot['model']})", ours["first_result_s"], 1.5, "≤", " s")
     for name, row in m.get("training", {}).get("models", {}).items():
-        add(f"fit steps/s / bare model.fit, {name}", row["speed_ratio"]["median"], 0.85, "≥", "×")
+        add(f"fit steps/s / bare model.fit, {name} (wall clock)", row["speed_ratio"]["median"], 0.85, "≥", "×")
+        add(f"the same from CPU per step (saturated cores), {name}", row["cpu_ratio"]["median"], 0.85, "≥", "×")
     return rows
 
 
@@ -257,8 +260,9 @@ def _training(training: dict) -> list[str]:
         "",
     ]
     return lines + table(
-        ["model", "input", "batch", "bare steps/s", "fit steps/s", "fit / bare", "load"],
+        ["model", "input", "batch", "bare steps/s", "fit steps/s", "fit / bare", "bare CPU ms/step",
+         "fit CPU ms/step", "CPU ratio", "load"],
         [[k, v["input"], v["batch_size"], spread(v["bare_steps_per_s"]), spread(v["fit_steps_per_s"]),
-          spread(v["speed_ratio"]), "–".join(f"{x:.1f}" for x in (min(v["load"]), max(v["load"])))]
-         for k, v in training["models"].items()],
+          spread(v["speed_ratio"]), spread(v["bare_cpu_ms_per_step"]), spread(v["fit_cpu_ms_per_step"]),
+          spread(v["cpu_ratio"]), _loads(v)] for k, v in training["models"].items()],
     )  # fmt: skip

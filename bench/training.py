@@ -10,6 +10,7 @@ traces the graph); validation and checkpoints, between epochs, are left out.
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -112,11 +113,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, required=True, help="the preprocessed-image cache")
     parser.add_argument("--model", default="resnet8")
     parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--width", type=float, default=1.0, help="the model's width multiplier")
     parser.add_argument("--images", type=int, default=300, help="images per class")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=0, help="0 = fit's default")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
+    # Keras prints its progress to stdout: that goes to stderr, stdout keeps one JSON line per round.
+    results = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
 
     from train.cache import prepared
     from train.config import FitConfig
@@ -125,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
 
     data = write_dataset(args.data, args.size, args.images)
     config = FitConfig(
-        data=str(data), out="", model=args.model, size=args.size, epochs=args.epochs, cache_dir=str(args.cache),
-        patience=args.epochs, **({"batch_size": args.batch_size} if args.batch_size else {}),
+        data=str(data), out="", model=args.model, size=args.size, width=args.width, epochs=args.epochs,
+        cache_dir=str(args.cache), patience=args.epochs, **({"batch_size": args.batch_size} if args.batch_size else {}),
     )  # fmt: skip
     dataset = discover(data)
     images = prepared(dataset, config.preprocess, args.cache)
@@ -138,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         found = {"round": index, "batch_size": config.batch_size, "train_images": len(rows)}
         found["bare"] = bare(config, in_memory, labels)
         found["fit"] = ours(config)
-        print(json.dumps(found), flush=True)
+        print(json.dumps(found), file=results, flush=True)
     return 0
 
 
