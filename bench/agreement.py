@@ -6,8 +6,9 @@ decoded at the reduction ``edgesight run`` would choose for an MJPEG stream (``e
 and, for scale, the lossless image before JPEG. Prints one JSON line and a markdown table row.
 
 ``python -m bench.agreement measure --run runs/digits --bundle bundles/digits --camera 640x480``;
-``python -m bench.agreement video-dataset VIDEO OUT --classes 4`` writes a video's frames as a dataset
-whose classes are consecutive stretches of the clip (for a model of a real scene without labels).
+``python -m bench.agreement video-dataset VIDEO OUT`` writes a video's frames as a dataset of a real scene
+without labels: each frame's four quarters, the class being the quarter (``--by time``: whole frames, the
+class being the stretch of the clip).
 """
 
 import argparse
@@ -84,18 +85,27 @@ def measure(run_dir: Path, bundle_dir: Path, camera: tuple[int, int] | None, qua
     }
 
 
-def video_dataset(video: Path, out: Path, classes: int) -> int:
-    """Every frame of ``video`` as ``out/<stretch>/<index>.png``; returns the number of frames."""
+def video_dataset(video: Path, out: Path, by: str) -> int:
+    """Every frame's quarters as ``out/<quarter>/<index>.png`` (or whole frames as ``out/<stretch>/...``,
+    four stretches of the clip); returns the number of images written."""
     capture = cv2.VideoCapture(str(video))
     frames = []
     while (frame := capture.read()[1]) is not None:
         frames.append(frame)
     capture.release()
+    written = 0
     for index, frame in enumerate(frames):
-        folder = out / f"part{index * classes // len(frames)}"
-        folder.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(folder / f"{index:04d}.png"), frame)
-    return len(frames)
+        height, width = frame.shape[0] // 2, frame.shape[1] // 2
+        if by == "time":
+            parts = {f"stretch{index * 4 // len(frames)}": frame}
+        else:
+            parts = {f"quarter{2 * r + c}": frame[r * height : (r + 1) * height, c * width : (c + 1) * width]
+                     for r in (0, 1) for c in (0, 1)}  # fmt: skip
+        for label, image in parts.items():
+            (out / label).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(out / label / f"{index:04d}.png"), image)
+            written += 1
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,13 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bundle", type=Path, required=True, help="the run's int8 bundle")
     p.add_argument("--camera", type=_size, help="WxH: scale each image up to this camera size first")
     p.add_argument("--quality", type=int, default=85, help="JPEG quality of the simulated camera")
-    p = sub.add_parser("video-dataset", help="a video's frames as a dataset, classes by stretch of the clip")
+    p = sub.add_parser("video-dataset", help="a video's frames as a dataset: classes by quarter of the frame")
     p.add_argument("video", type=Path)
     p.add_argument("out", type=Path)
-    p.add_argument("--classes", type=int, default=4)
+    p.add_argument("--by", choices=("quarter", "time"), default="quarter")
     args = parser.parse_args(argv)
     if args.command == "video-dataset":
-        print(f"{video_dataset(args.video, args.out, args.classes)} frames written to {args.out}")
+        print(f"{video_dataset(args.video, args.out, args.by)} images written to {args.out}")
         return 0
     found = measure(args.run, args.bundle, args.camera, args.quality)
     print(json.dumps(found))
