@@ -3,29 +3,53 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
+# Variables: override any on the command line (make train DATA=photos); `make help` prints each with the
+# line of its help.NAME.
 PYTHON ?= python3
+help.PYTHON := the Python that creates the virtualenv (3.11 or newer)
 VENV ?= .venv
+help.VENV := the virtualenv make creates and runs every command from
 EXTRAS ?= edge,train,test,deploy
+help.EXTRAS := the setup.cfg extras installed into VENV
 DATA ?= data/digits
+help.DATA := the labelled images, one folder per class (default: the digits sample make writes)
 RUN ?= runs/digits
+help.RUN := the run directory make train writes (model, split, history, metrics)
 BUNDLE ?= bundles/digits
+help.BUNDLE := the int8 bundle make quantize writes, and make deploy/sdcard ship
 DEMO ?= demo
+help.DEMO := where make demo writes its video, config and results
 # Training flags; the digits are small greyscale images.
 FIT_FLAGS ?= $(if $(filter data/digits,$(DATA)),--size 32 --color grayscale --flip none,)
+help.FIT_FLAGS := flags of edgesight-train fit (--size 96 --model mobilenetv2 ...; see its --help)
 # The quantization gate: refuse a bundle that loses more than this many accuracy points; --io int8|uint8.
 QUANT_FLAGS ?= --max-drop 1.0 --io int8
+help.QUANT_FLAGS := flags of edgesight-train quantize (--max-drop points, --io int8|uint8)
 PYTEST_FLAGS ?=
+help.PYTEST_FLAGS := extra pytest arguments for make test (-k mqtt, -x, -m "not slow")
 BENCH_FLAGS ?=
+help.BENCH_FLAGS := flags of the benchmark (--quick: a sliver of it)
 PREFIX ?= /opt/edgesight
+help.PREFIX := on the Pi: where make install puts the virtualenv
 WHEELS ?=
+help.WHEELS := a folder of wheels: make wheels fills it, make install installs from it offline
+PLATFORM ?= aarch64
+help.PLATFORM := the Pi's CPU for make wheels: aarch64 (64-bit OS) or armv7l (32-bit)
 HOST ?=
+help.HOST := the Pi make deploy pushes BUNDLE to (pi@raspberrypi.local)
 BOOT ?=
+help.BOOT := the boot partition of a freshly flashed card, for make sdcard (/media/$$USER/bootfs)
 CONFIG ?=
+help.CONFIG := an edgesight.toml make sdcard installs with the bundle (default: the commented default)
 # Debian packages the tests drive for real: a MQTT broker, a headless browser, and cloud-init to
 # validate the first-boot user-data.
 TEST_DEBS ?= mosquitto chromium cloud-init
+help.TEST_DEBS := Debian packages make test installs (the broker, the browser, cloud-init)
 # The system test's host tools: an arm64 root filesystem built with debootstrap, booted by QEMU.
 VM_DEBS ?= debootstrap qemu-system-arm qemu-user-static binfmt-support qemu-utils e2fsprogs openssh-client
+help.VM_DEBS := Debian packages make system-test installs (debootstrap, QEMU)
+HELP_VARS := DATA RUN BUNDLE FIT_FLAGS QUANT_FLAGS DEMO BENCH_FLAGS PYTEST_FLAGS HOST BOOT CONFIG WHEELS PLATFORM \
+	PREFIX PYTHON VENV EXTRAS STAMPS TEST_DEBS VM_DEBS
 
 BIN := $(VENV)/bin
 comma := ,
@@ -35,9 +59,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: help venv demo train quantize baseline evaluate test test-debs system-test lint format clean distclean \
 	install uninstall deploy sdcard wheels
 
-help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
-	@echo "  variables: DATA=$(DATA) RUN=$(RUN) BUNDLE=$(BUNDLE) VENV=$(VENV) FIT_FLAGS='$(FIT_FLAGS)' QUANT_FLAGS='$(QUANT_FLAGS)'"
+quote = '$(subst ','\'',$(1))'
+
+help: ## list the targets and the variables
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+	@echo "variables (make TARGET NAME=value) [their values now]:"
+	@$(foreach v,$(HELP_VARS),printf '  %-12s %s [%s]\n' $(v) $(call quote,$(help.$(v))) $(call quote,$($(v)));)
 
 venv: $(STAMP) ## create the development virtualenv (re-installed only when setup.cfg changes)
 
@@ -57,10 +84,30 @@ data/digits/.written: | $(STAMP)
 	$(BIN)/edgesight-train digits data/digits
 	touch $@
 
-$(RUN)/model.keras: $(STAMP) $(DATA_DEP)
+# A model is retrained when its flags or its images change, not only when it is missing: each step has a
+# stamp named by a hash of its inputs (paths and flags, and for a user's DATA the names, sizes and times
+# of its files), so changed inputs are a stamp that does not exist yet. (The digits sample is written by
+# make: its .written file stands for its images.) The virtualenv is order-only: a new setup.cfg reinstalls
+# it and retrains nothing.
+STAMPS ?= build/stamps
+help.STAMPS := where make records what each run and bundle was made from (flags, images)
+hash = $(shell { echo $(call quote,$(1)); $(2) } | sha256sum | cut -c1-16)
+DATA_FILES := $(if $(DATA_DEP),,find -L $(call quote,$(DATA)) -type f -printf '%P %s %T@\n' 2>/dev/null | LC_ALL=C sort;)
+FIT_KEY := $(STAMPS)/fit-$(call hash,$(abspath $(RUN)))
+FIT_STAMP := $(FIT_KEY)-$(call hash,$(abspath $(DATA)) $(FIT_FLAGS),$(DATA_FILES))
+QUANT_KEY := $(STAMPS)/quantize-$(call hash,$(abspath $(BUNDLE)))
+QUANT_STAMP := $(QUANT_KEY)-$(call hash,$(abspath $(RUN)) $(QUANT_FLAGS))
+
+$(FIT_STAMP):
+	@mkdir -p $(STAMPS) && rm -f $(FIT_KEY)-* && touch $@
+
+$(QUANT_STAMP):
+	@mkdir -p $(STAMPS) && rm -f $(QUANT_KEY)-* && touch $@
+
+$(RUN)/model.keras: $(DATA_DEP) $(FIT_STAMP) | $(STAMP)
 	$(BIN)/edgesight-train fit $(DATA) --out $(RUN) $(FIT_FLAGS)
 
-$(BUNDLE)/manifest.json: $(RUN)/model.keras
+$(BUNDLE)/manifest.json: $(RUN)/model.keras $(QUANT_STAMP) | $(STAMP)
 	$(BIN)/edgesight-train quantize $(RUN) --out $(BUNDLE) $(QUANT_FLAGS)
 
 train: $(RUN)/model.keras ## train DATA into RUN (the digits sample dataset by default)
@@ -94,16 +141,17 @@ system-test: $(STAMP) ## install, run, crash, hang, reload, deploy and uninstall
 	$(MAKE) --no-print-directory test-debs TEST_DEBS="$(VM_DEBS)"
 	$(BIN)/python -m pytest --vm tests/vm $(PYTEST_FLAGS)
 
-lint: $(STAMP) ## ruff: lint and formatting
+lint: $(STAMP) ## ruff (lint and formatting) and mypy (types; what it checks: setup.cfg [mypy])
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(STAMP) ## ruff: fix what can be fixed
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
 clean: ## remove what make built (data, runs, bundles, demo), keep the virtualenv and the VM image
-	rm -rf data runs bundles $(DEMO) .pytest_cache .ruff_cache *.egg-info
+	rm -rf data runs bundles $(DEMO) .pytest_cache .ruff_cache .mypy_cache *.egg-info
 	find build -mindepth 1 -maxdepth 1 -not -name vm -exec rm -rf {} + 2>/dev/null || true
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
@@ -124,7 +172,7 @@ deploy: ## push BUNDLE to HOST=user@pi, switch, and roll back unless it comes up
 
 wheels: $(STAMP) ## download what `make install` needs on a Pi into WHEELS=dir, for Pis without internet
 	@[ -n "$(WHEELS)" ] || { echo "usage: make wheels WHEELS=build/wheels [PLATFORM=aarch64|armv7l]"; exit 64; }
-	PIP="$(BIN)/python -m pip" bash deploy/wheels.sh $(WHEELS) $(or $(PLATFORM),aarch64)
+	PIP="$(BIN)/python -m pip" bash deploy/wheels.sh $(WHEELS) $(PLATFORM)
 
 sdcard: $(STAMP) ## prepare a freshly flashed card's boot partition BOOT to install BUNDLE on first boot
 	@[ -n "$(BOOT)" ] || { echo "usage: make sdcard BOOT=/media/$$USER/bootfs BUNDLE=bundles/photos"; exit 64; }

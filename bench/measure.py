@@ -132,7 +132,7 @@ def per_frame(ws: Workspace, plan: Plan) -> dict:
 def usual_loop_comparison(ws: Workspace, plan: Plan) -> dict:
     """2. The usual synchronous example loop vs ``edgesight run``: same 1080p video, model and threads.
 
-    Our bundles resize with the area contract (version 2: 2×2 averages, then INTER_AREA); the examples
+    Our bundles resize with the area contract (version 2: 2x2 averages, then INTER_AREA); the examples
     use ``cv2.resize``'s default, INTER_LINEAR. Decoding alone is measured beside them.
     """
     rows = {}

@@ -39,7 +39,7 @@ def video(build: Path, name: str, frames: int) -> Path:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial.mp4")
-    writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*FOURCC), FPS, SIZES[name])
+    writer = cv2.VideoWriter(str(partial), cv2.VideoWriter.fourcc(*FOURCC), FPS, SIZES[name])
     if not writer.isOpened():
         raise RuntimeError(f"OpenCV cannot write {FOURCC} video here")
     for i in range(frames):

@@ -131,8 +131,8 @@ class _Watch:
 def run_program(
     command: list[str], log: Path, limit: int = 0, duration_s: float = 0.0, timeout_s: float = 600.0
 ) -> ProgramRun:
-    """Run ``command`` until it exits, ``limit`` results or ``duration_s`` seconds (then SIGTERM);
-    stderr goes to ``log``."""
+    """Run ``command`` until it exits, ``limit`` results or ``duration_s`` seconds after its first result
+    (then SIGTERM: a start slowed by a busy machine does not eat the window); stderr goes to ``log``."""
     log.parent.mkdir(parents=True, exist_ok=True)
     arrivals: list[float] = []
     records: list[dict] = []
@@ -144,13 +144,13 @@ def run_program(
         timer = threading.Timer(timeout_s, process.kill)
         timer.start()
         ending = threading.Timer(duration_s, process.terminate)
-        if duration_s:
-            ending.start()
         try:
             assert process.stdout is not None
             for line in process.stdout:
                 arrivals.append(time.monotonic())
                 records.append(json.loads(line))
+                if duration_s and len(records) == 1:
+                    ending.start()
                 if limit and len(records) == limit:
                     process.terminate()
                     break

@@ -84,7 +84,7 @@ def table(header: list[str], rows: list[list[object]]) -> list[str]:
 
 
 def spread(stat: dict) -> str:
-    """A median over rounds with its range: ``2.31 (2.20–2.45)``."""
+    """A median over rounds with its range: ``2.31 (2.20-2.45)``."""
     if stat["min"] == stat["max"]:
         return f"{stat['median']}"
     return f"{stat['median']} ({stat['min']}–{stat['max']})"
@@ -185,7 +185,7 @@ def _preprocessing(rows: dict) -> list[str]:
     lines = [
         "## 3. Preprocessing one frame to int8 RGB: CPU ms per frame (wall ms, median)",
         "",
-        "*ours*: the current contract (version 2: an area downscale halves by exact 2×2 averages, then INTER_AREA"
+        "*ours*: the current contract (version 2: an area downscale halves by exact 2x2 averages, then INTER_AREA"
         " for the rest); *contract 1*: one INTER_AREA call, as bundles made before version 2 keep doing;"
         " *usual*: the examples' path with the same INTER_AREA call and float normalization (its tensor must"
         ' equal contract 1\'s); *linear*: a contract with `interpolation = "linear"`.',

@@ -11,7 +11,7 @@ import math
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,9 @@ LABELS_FILE = "labels.txt"
 MODEL_FILE = "model.tflite"
 GOLDEN_DIR = "golden"
 TENSOR_DTYPES = ("int8", "uint8", "float32")
-SCORE_KINDS = ("probabilities", "logits")
+# What the model's output is; "auto" (look at it: softmax unless it already is a distribution) is for
+# plain .tflite models that do not say.
+SCORE_KINDS = ("probabilities", "logits", "auto")
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class GoldenSample:
     file: str
     label: str
     output: tuple[float, ...]
+    sha256: str = ""  # of the file as written; bundles written before it was recorded have ""
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,10 @@ class Manifest:
     training: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.scores not in SCORE_KINDS:  # a manifest read from a file was checked with its key path already
+            raise ValueError(f"scores must be one of {', '.join(SCORE_KINDS)} (got {self.scores!r})")
 
 
 @dataclass(frozen=True)
@@ -92,8 +99,15 @@ def manifest_to_dict(manifest: Manifest) -> dict[str, Any]:
 
 
 def write_bundle(out_dir: Path, model: bytes, manifest: Manifest, golden_images: Mapping[str, bytes]) -> Bundle:
-    """Write a complete bundle atomically: a half-written bundle never appears under ``out_dir``."""
+    """Write a complete bundle atomically: a half-written bundle never appears under ``out_dir``.
+
+    Each golden sample's sha256 is recorded, so an edited golden file is told apart from a runtime that
+    does not reproduce the model.
+    """
     out_dir = Path(out_dir)
+    written = {f"{GOLDEN_DIR}/{name}": hashlib.sha256(data).hexdigest() for name, data in golden_images.items()}
+    golden = tuple(replace(s, sha256=written.get(s.file, s.sha256)) for s in manifest.golden)
+    manifest = replace(manifest, golden=golden)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
@@ -232,6 +246,7 @@ def manifest_from_dict(data: Any, where: str) -> Manifest:
                 file=sample.get("file", str),
                 label=sample.get("label", str),
                 output=sample.numbers("output"),
+                sha256=sample.get("sha256", str, ""),
             )
         )
     return Manifest(
@@ -288,6 +303,13 @@ def load_bundle(path: Path) -> Bundle:
             EXIT_DATA,
         )
     for sample in manifest.golden:
-        if not (path / sample.file).is_file():
-            raise EdgesightError(f"{path / sample.file}: golden sample missing; copy the bundle again", EXIT_DATA)
+        golden_path = path / sample.file
+        if not golden_path.is_file():
+            raise EdgesightError(f"{golden_path}: golden sample missing; copy the bundle again", EXIT_DATA)
+        if sample.sha256 and sha256_file(golden_path) != sample.sha256:
+            raise EdgesightError(
+                f"{golden_path}: golden sample changed since the bundle was written (sha256 differs from"
+                f" {MANIFEST_FILE}); the bundle was modified, not the runtime: copy the bundle again",
+                EXIT_DATA,
+            )
     return Bundle(path, manifest)

@@ -37,15 +37,13 @@ class Classifier:
         self.model = model or Model(bundle.model_path, num_threads, delegate)
         self._check_tensors()
         self._prepare = make_preparer(self.manifest.preprocess, self.model.input)
-        # Plain models do not say whether they end in a softmax: their output is looked at.
-        self._score_kind = "auto" if bundle.manifest.version == "plain" else self.manifest.scores
 
     @property
     def name(self) -> str:
         return f"{self.manifest.name} {self.manifest.version}"
 
     def describe(self) -> dict[str, Any]:
-        """What the health report says about the model."""
+        """What `edgesight doctor` and the live state say about the model."""
         return {
             "name": self.manifest.name,
             "version": self.manifest.version,
@@ -91,7 +89,7 @@ class Classifier:
     def classify(self, image: np.ndarray) -> Classification:
         started = time.perf_counter()
         raw = self.model.invoke(self.input_tensor(image))
-        probabilities = scores(raw, self.model.output, self._score_kind)
+        probabilities = scores(raw, self.model.output, self.manifest.scores)
         ranked = top_k(probabilities, self.manifest.labels, self.top_k)
         latency_ms = (time.perf_counter() - started) * 1000
         return Classification(ranked[0][0], ranked[0][1], ranked, latency_ms, probabilities)
@@ -111,9 +109,16 @@ class Classifier:
             difference = float(np.abs(raw - expected).max()) * steps if raw.shape == expected.shape else np.inf
             label = self.manifest.labels[int(np.argmax(raw))]
             if label != sample.label or difference > tolerance:
+                # load_bundle has matched the file against its recorded sha256; older bundles record none.
+                cause = (
+                    "this runtime does not reproduce the bundle"
+                    if sample.sha256
+                    else "this runtime does not reproduce the bundle, or the file was edited (the bundle records"
+                    " no golden sha256 to tell: rebuild it with `edgesight-train quantize`)"
+                )
                 raise EdgesightError(
                     f"{path}: golden check failed (got {label!r}, expected {sample.label!r}, output differs by"
-                    f" {difference:.4g}); this runtime does not reproduce the bundle: refusing it",
+                    f" {difference:.4g}); {cause}: refusing it",
                     EXIT_DATA,
                 )
         return len(self.manifest.golden)

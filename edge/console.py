@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import IO, Any
 
+from edge import library_logs
 from edge.errors import EXIT_OK, EXIT_SOFTWARE, EdgesightError
 
 
@@ -17,7 +18,10 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 
 def add_logging_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--log-level", default="info", choices=("debug", "info", "warning", "error"), help="messages on stderr"
+        "--log-level",
+        default="info",
+        choices=("debug", "info", "warning", "error"),
+        help="messages on stderr; debug adds the libraries' own (TensorFlow, LiteRT, OpenCV, FFmpeg)",
     )
 
 
@@ -49,6 +53,7 @@ def setup_logging(level: str) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
+    library_logs.quiet(level)
 
 
 def write_json_line(record: dict[str, Any], stream: IO[str]) -> None:

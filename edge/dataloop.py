@@ -1,7 +1,6 @@
 """The data loop: keep the frames worth relabelling (low confidence, or a change of state) with their
 result JSON, in a folder capped by size where the oldest go first, for the next round of training."""
 
-import json
 import logging
 import time
 from collections import deque
@@ -12,6 +11,7 @@ import numpy as np
 
 from edge.config import DataLoopConfig
 from edge.errors import EXIT_CONFIG, EdgesightError
+from edge.result import Result
 
 log = logging.getLogger(__name__)
 
@@ -35,20 +35,21 @@ class DataLoop:
         )
         self._bytes = sum(size for _, size in self._files)
 
-    def offer(self, image: np.ndarray, record: dict, score: float, changed: bool) -> bool:
+    def offer(self, image: np.ndarray, result: Result) -> bool:
         """Save the frame if it is worth it and the rate allows; True when saved."""
-        worth = score < self.config.below or (changed and self.config.on_change)
+        changed = result.state_changed
+        worth = result.score < self.config.below or (changed and self.config.on_change)
         now = time.monotonic()
         if not worth or now - self._last_saved < self.config.min_interval_s:
             return False
         reason = "changed" if changed and self.config.on_change else "low"
-        stem = f"{record['ts']:.3f}_{record['frame']:08d}_{reason}_{_safe(record['label'])}"
+        stem = f"{result.ts:.3f}_{result.frame:08d}_{reason}_{_safe(result.label)}"
         ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         try:
             if not ok:
                 raise OSError("JPEG encoding failed")
             self._write(self.dir / f"{stem}.jpg", encoded.tobytes())
-            self._write(self.dir / f"{stem}.json", (json.dumps(record) + "\n").encode())
+            self._write(self.dir / f"{stem}.json", result.encoded + b"\n")
         except OSError as e:
             self.failed += 1
             log.warning("data loop: %s not saved (%s); %d failures so far", stem, e, self.failed)

@@ -41,13 +41,9 @@ def handles(spec: PreprocessSpec, tensor: TensorSpec) -> bool:
     """True when the fast path implements this spec for this input tensor."""
     if tensor.dtype not in INTEGER_DTYPES:
         return False
-    for f in dataclasses.fields(spec):
-        if f.name in HANDLED_FIELDS:
-            continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        if getattr(spec, f.name) != default:
-            return False
-    return True
+    # The same spec with every other field at its default: equal when nothing unknown was set.
+    handled = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name in HANDLED_FIELDS}
+    return spec == type(spec)(**handled)
 
 
 def reference_preparer(spec: PreprocessSpec, tensor: TensorSpec) -> Preparer:
@@ -67,9 +63,9 @@ def make_preparer(spec: PreprocessSpec, tensor: TensorSpec) -> Preparer:
     if not handles(spec, tensor):
         return reference
     table = quantize_table(spec, tensor.scale, tensor.zero_point, tensor.dtype)
-    lut = table.T.reshape(256, 1, spec.channels).copy()  # cv2.LUT wants (256, 1, channels)
+    lut: np.ndarray = table.T.reshape(256, 1, spec.channels).copy()  # cv2.LUT wants (256, 1, channels)
     batch = np.empty((1, spec.height, spec.width, spec.channels), INTEGER_DTYPES[tensor.dtype])
-    target = batch[0] if spec.channels == 3 else batch[0, :, :, 0]
+    target: np.ndarray = batch[0] if spec.channels == 3 else batch[0, :, :, 0]
     if spec.channels == 1:
         lut = lut.reshape(256, 1)
     resize = _RESIZERS[spec.resize](spec)

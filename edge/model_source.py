@@ -107,8 +107,8 @@ def plain_model_bundle(
         preprocess=spec,
         input=model.input,
         output=model.output,
-        # A float output whose values are not probabilities is logits; an integer one is dequantized.
-        scores="probabilities",
+        # A plain model does not say whether it ends in a softmax: its output is looked at.
+        scores="auto",
         model_sha256=sha256_file(model_path),
     )
     return Bundle(model_path.parent, manifest, model_file=model_path.name), model

@@ -1,10 +1,13 @@
-"""From the model's raw output to labelled scores: dequantize, softmax where needed, top-k."""
+"""From the model's raw output to labelled scores: dequantize, softmax where needed, top-k, threshold."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
 from edge.bundle import TensorSpec
+
+UNKNOWN = "unknown"  # the label of a frame whose top score is below [results] threshold
 
 
 @dataclass(frozen=True)
@@ -15,7 +18,12 @@ class Classification:
     latency_ms: float
     probabilities: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)
 
-    def to_json(self) -> dict:
+    def thresholded(self, threshold: float) -> "Classification":
+        """This classification with its label ``unknown`` when the top score is below ``threshold``."""
+        return self if self.score >= threshold else replace(self, label=UNKNOWN)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON of `edgesight classify` and ``POST /api/classify``."""
         return {
             "label": self.label,
             "score": round(self.score, 4),
@@ -56,3 +64,7 @@ def top_k(probabilities: np.ndarray, labels: tuple[str, ...], k: int) -> tuple[t
     k = min(k, len(labels))
     order = np.argsort(-probabilities, kind="stable")[:k]
     return tuple((labels[i], float(probabilities[i])) for i in order)
+
+
+def label_or_unknown(label: str, score: float, threshold: float) -> str:
+    return label if score >= threshold else UNKNOWN

@@ -23,7 +23,7 @@ INTERPOLATIONS = {
 }
 INTEGER_DTYPES = {"int8": np.int8, "uint8": np.uint8}
 # Versions of the contract. 1: every resize is one ``cv2.resize`` call. 2: an "area" downscale first halves
-# the frame by exact 2×2 averages (OpenCV's vectorised integer path), then takes the rest with INTER_AREA;
+# the frame by exact 2x2 averages (OpenCV's vectorised integer path), then takes the rest with INTER_AREA;
 # one call at a non-integer ratio is OpenCV's scalar code, ten times slower on a 1080p frame.
 CONTRACT_VERSIONS = (1, 2)
 CONTRACT_VERSION = 2
@@ -106,7 +106,7 @@ def _to_bgr(image: np.ndarray) -> np.ndarray:
 
 
 def halve(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """2×2 averages, rounded half up, while both sides are even and their halves still cover the target."""
+    """2x2 averages, rounded half up, while both sides are even and their halves still cover the target."""
     h, w = image.shape[:2]
     while h % 2 == 0 and w % 2 == 0 and h // 2 >= height and w // 2 >= width:
         h, w = h // 2, w // 2
@@ -117,7 +117,7 @@ def halve(image: np.ndarray, width: int, height: int) -> np.ndarray:
 def resize_to(
     image: np.ndarray, width: int, height: int, spec: PreprocessSpec, dst: np.ndarray | None = None
 ) -> np.ndarray:
-    """The contract's resize of ``image`` to ``width`` × ``height`` (into ``dst`` when given)."""
+    """The contract's resize of ``image`` to ``width`` x ``height`` (into ``dst`` when given)."""
     if spec.interpolation == "area" and spec.version >= 2:
         image = halve(image, width, height)
     return cv2.resize(image, (width, height), dst=dst, interpolation=INTERPOLATIONS[spec.interpolation])

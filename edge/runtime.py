@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from edge import library_logs
 from edge.bundle import TensorSpec
 from edge.errors import EXIT_DATA, EXIT_UNAVAILABLE, EdgesightError
 
@@ -128,10 +129,11 @@ class Model:
         self.edgetpu = delegate == "edgetpu" or (delegate == "auto" and compiled_for_edgetpu(self.path))
         delegates = [_edgetpu_delegate(module, self.path)] if self.edgetpu else []
         try:
-            self._interpreter = module.Interpreter(
-                model_path=str(self.path), num_threads=num_threads, experimental_delegates=delegates
-            )
-            self._interpreter.allocate_tensors()
+            with library_logs.native_stderr_filtered():  # the first one announces its XNNPACK delegate
+                self._interpreter = module.Interpreter(
+                    model_path=str(self.path), num_threads=num_threads, experimental_delegates=delegates
+                )
+                self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise EdgesightError(f"{self.path}: not a loadable TFLite model ({e})", EXIT_DATA) from e
         inputs = self._interpreter.get_input_details()

@@ -13,53 +13,28 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from edge.capture import CaptureThread, FrameMailbox, SourceEndedError, open_source
-from edge.capture.base import Frame
-from edge.capture.thread import Backoff
+from edge.capture import Backoff, Capture, Frame, Source, SourceEndedError, open_source
 from edge.classifier import Classifier, load_classifier
 from edge.config import Config, SourceConfig, load_config
 from edge.dataloop import DataLoop
 from edge.errors import EXIT_CONFIG, EdgesightError
-from edge.health import Health, HealthSnapshot
+from edge.postprocess import Classification
 from edge.publish.outputs import Outputs
 from edge.publish.settings import default_device_id
-from edge.publish.telemetry import Telemetry
-from edge.results import ResultFilter, thresholded
+from edge.result import Result, Smoothed
+from edge.smoothing import ResultFilter
+from edge.state import LiveState, ModelInfo, Snapshot
 from edge.systemd import Notifier
 from edge.verify import verify_in_child
 
 log = logging.getLogger(__name__)
 
 TAKE_TIMEOUT_S = 0.5  # how often the loop wakes without frames, to notice stop and reload requests
-JOIN_TIMEOUT_S = 10.0  # a capture thread stuck in a driver call is abandoned (it is a daemon thread)
 HEALTH_LOG_INTERVAL_S = 60.0  # a line of counters in the log, so a journal shows how the daemon fares
 STATUS_INTERVAL_S = 5.0  # how often systemd's STATUS= line is refreshed
-
-
-class Capture:
-    """A source's capture thread and the mailbox it fills, started and stopped together."""
-
-    def __init__(self, config: SourceConfig, model_size: tuple[int, int], health: Health) -> None:
-        self.source = open_source(config, model_size)
-        self.mailbox = FrameMailbox()
-        self._stop = threading.Event()  # its own: it ends when the loop ends, by signal, end, error or reload
-        backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
-        self.thread = CaptureThread(self.source, self.mailbox, health, self._stop, backoff)
-        self.thread.start()
-
-    def take(self, timeout: float) -> Frame | None:
-        return self.mailbox.take(timeout)
-
-    def close(self) -> None:
-        self._stop.set()
-        self.mailbox.close()
-        self.thread.join(JOIN_TIMEOUT_S)
-        if self.thread.is_alive():
-            log.warning("the capture thread did not stop within %.0f s; leaving it behind", JOIN_TIMEOUT_S)
 
 
 @dataclass
@@ -68,37 +43,54 @@ class Live:
 
     config: Config
     classifier: Classifier
+    model: ModelInfo
     results: ResultFilter
     dataloop: DataLoop | None
     capture: Capture
 
+    def report_to(self, state: LiveState) -> None:
+        """Tell the live state what is live now."""
+        state.set_model(self.model)
+        state.set_dataloop(self.dataloop)
 
-def load_model(config: Config, health: Health, telemetry: Telemetry) -> Classifier:
-    """Load the model and re-run its golden samples; publish what is live."""
+
+def load_model(config: Config) -> tuple[Classifier, ModelInfo]:
+    """Load the model and re-run its golden samples."""
     classifier = load_classifier(config.model)
     checked = classifier.golden_check()
     describe = classifier.describe()
-    health.update(model=describe | {"golden_checked": checked})
-    telemetry.set_model(
-        classifier.manifest.name,
-        classifier.manifest.version,
-        sha256=str(describe.get("sha256", "")),
-        runtime=str(describe.get("runtime", "")),
-        labels=classifier.manifest.labels,
+    manifest = classifier.manifest
+    model = ModelInfo(
+        manifest.name,
+        manifest.version,
+        sha256=manifest.model_sha256,
+        runtime=str(describe["runtime"]),
+        labels=manifest.labels,
+        golden_checked=checked,
+        fast_preprocessing=bool(describe["fast_preprocessing"]),
     )
     log.info("model %s ready (%d golden samples agree)", classifier.name, checked)
-    return classifier
+    return classifier, model
 
 
-def start(config: Config, health: Health, telemetry: Telemetry) -> Live:
-    classifier = load_model(config, health, telemetry)
-    return Live(
+def start(config: Config, state: LiveState) -> Live:
+    classifier, model = load_model(config)
+    source = open_source(config.source, _model_size(classifier))
+    live = Live(
         config,
         classifier,
+        model,
         ResultFilter(config.results, classifier.manifest.labels),
         DataLoop(config.dataloop) if config.dataloop.dir else None,
-        Capture(config.source, _model_size(classifier), health),
+        _capture(source, config.source, state),
     )
+    live.report_to(state)
+    return live
+
+
+def _capture(source: Source, config: SourceConfig, state: LiveState) -> Capture:
+    """``source`` read by its own thread from now on."""
+    return Capture(source, state, Backoff(config.reconnect_min_s, config.reconnect_max_s))
 
 
 def _model_size(classifier: Classifier) -> tuple[int, int]:
@@ -106,76 +98,53 @@ def _model_size(classifier: Classifier) -> tuple[int, int]:
     return spec.width, spec.height
 
 
-def reload_live(live: Live, config_path: Path, health: Health, telemetry: Telemetry) -> Live:
+def reload_live(live: Live, config_path: Path, state: LiveState) -> Live:
     """The config and model read again; the new bundle is checked in a child first, so a corrupt
     flatbuffer can only crash the child. Raises ``EdgesightError`` and leaves ``live`` untouched on failure."""
     config = load_config(config_path)
     if Path(config.model.path).is_dir():
         verify_in_child(Path(config.model.path).resolve())  # named by its version, not by `current`
-    classifier = load_model(config, health, telemetry)
-    new = replace(live, config=config, classifier=classifier)
+    classifier, model = load_model(config)
+    new = replace(live, config=config, classifier=classifier, model=model)
     if config.results != live.config.results or classifier.manifest.labels != live.classifier.manifest.labels:
         new.results = ResultFilter(config.results, classifier.manifest.labels)
     if config.dataloop != live.config.dataloop:
         new.dataloop = DataLoop(config.dataloop) if config.dataloop.dir else None
     if config.source != live.config.source or _model_size(classifier) != _model_size(live.classifier):
+        source = open_source(config.source, _model_size(classifier))  # a bad source fails before the old one stops
         live.capture.close()
-        new.capture = Capture(config.source, _model_size(classifier), health)
+        new.capture = _capture(source, config.source, state)
     for section in ("output", "mqtt", "http"):
         if getattr(config, section) != getattr(live.config, section):
             log.warning("[%s] changed: it takes effect when the service restarts", section)
+    new.report_to(state)
     return new
-
-
-class Publisher:
-    """Where each result goes: the outputs, telemetry, ``emit``; and the health that telemetry mirrors."""
-
-    def __init__(self, telemetry: Telemetry, outputs: Outputs, emit: Callable[[dict], None] | None) -> None:
-        self.telemetry, self.outputs, self.emit = telemetry, outputs, emit
-        self._dropped = 0
-
-    def result(self, image: np.ndarray, record: dict[str, Any]) -> None:
-        self.outputs.submit(record)
-        self.telemetry.on_result(image, record, record["frame_age_ms"], record["latency_ms"])
-        if self.emit is not None:
-            self.emit(record)
-
-    def mirror(self, snapshot: HealthSnapshot) -> None:
-        """Source state and lost frames from the capture side into telemetry (healthz, metrics, stats)."""
-        lost = snapshot.frames_dropped + snapshot.frames_skipped
-        if lost > self._dropped:
-            self.telemetry.on_drop(lost - self._dropped)
-            self._dropped = lost
-        state = snapshot.source_state
-        reason = state if not snapshot.source_error or state == "open" else f"{state}: {snapshot.source_error}"
-        self.telemetry.set_source_state(state == "open", reason)
 
 
 def run(
     config: Config,
     stop: threading.Event,
-    emit: Callable[[dict], None] | None = None,
-    health: Health | None = None,
+    emit: Callable[[Result], None] | None = None,
+    state: LiveState | None = None,
     *,
     notifier: Notifier | None = None,
     reload: threading.Event | None = None,
     config_path: Path | None = None,
-) -> HealthSnapshot:
-    """Classify the configured source's frames; return the final health."""
-    health = health or Health()
+) -> Snapshot:
+    """Classify the configured source's frames; return the final state."""
+    state = state or LiveState(config.mqtt.resolved_device_id() if config.mqtt else default_device_id())
     notifier = notifier or Notifier({})
-    telemetry = Telemetry(config.mqtt.resolved_device_id() if config.mqtt else default_device_id())
     notifier.status("loading the model")
-    live = start(config, health, telemetry)
+    live = start(config, state)
     lock = threading.Lock()  # the interpreter serves the loop and POST /api/classify, one call at a time
 
-    def classify(image: np.ndarray) -> dict[str, Any]:
+    def classify(image: np.ndarray) -> Classification:
         with lock:
-            return live.classifier.classify(image).to_json()
+            return live.classifier.classify(image).thresholded(live.config.results.threshold)
 
     try:
         outputs = Outputs(
-            telemetry,
+            state,
             output=config.output if config.output.jsonl else None,
             mqtt=config.mqtt,
             http=config.http,
@@ -184,7 +153,6 @@ def run(
     except BaseException:  # a port in use, a missing secret: stop the capture before the error goes up
         live.capture.close()
         raise
-    publisher = Publisher(telemetry, outputs, emit)
     notifier.status(f"waiting for the first frame from {live.capture.source.description}")
     ready = False
     next_report = time.monotonic() + HEALTH_LOG_INTERVAL_S
@@ -194,13 +162,12 @@ def run(
     try:
         while not stop.is_set():
             now = time.monotonic()
-            publisher.mirror(health.snapshot())
             if now >= next_report:
-                log.info("%s", health.snapshot().summary())
+                log.info("%s", state.snapshot().summary())
                 next_report = now + HEALTH_LOG_INTERVAL_S
             if reload is not None and reload.is_set():
                 reload.clear()
-                live = _reload(live, config_path or Path(), health, telemetry, notifier, lock)
+                live = _reload(live, config_path or Path(), state, notifier, lock)
             try:
                 frame = live.capture.take(TAKE_TIMEOUT_S)
             except SourceEndedError:
@@ -209,19 +176,20 @@ def run(
                 continue
             started = time.monotonic()
             with lock:
-                image, record, changed = _classify(live, frame)
-            publisher.result(image, record)
-            health.count(frames_classified=1)
-            health.update(last_result=record, latency_ms=record["latency_ms"], frame_age_ms=record["frame_age_ms"])
-            if live.dataloop is not None and live.dataloop.offer(image, record, record["score"], changed):
-                health.update(dataloop_saved=live.dataloop.saved, dataloop_removed=live.dataloop.removed)
+                image, result = _classify(live, frame)
+            outputs.submit(result)
+            state.on_result(result, image)
+            if emit is not None:
+                emit(result)
+            if live.dataloop is not None:
+                live.dataloop.offer(image, result)
             now = time.monotonic()
             if not ready:
                 ready = True
-                notifier.ready(_status(live, telemetry))
+                notifier.ready(state.snapshot().status_line())
                 next_status = now + STATUS_INTERVAL_S
             elif now >= next_status:
-                notifier.status(_status(live, telemetry))
+                notifier.status(state.snapshot().status_line())
                 next_status = now + STATUS_INTERVAL_S
             if now >= next_watchdog:  # fed only here: a hung camera or runtime starves it
                 notifier.watchdog()
@@ -233,60 +201,50 @@ def run(
         notifier.stopping()
         live.capture.close()
         outputs.close()
-    final = health.snapshot()
+    final = state.snapshot()
     log.info("%s", final.summary())
     return final
 
 
-def _classify(live: Live, frame: Frame) -> tuple[np.ndarray, dict[str, Any], bool]:
-    """One frame's result record, the image it was computed on, and whether the state changed."""
-    config = live.config
-    image = crop(frame.image, config.source.roi)
-    result = live.classifier.classify(image)
-    decision = live.results.update(result.probabilities)
-    record = {
-        "ts": round(frame.ts, 3),
-        "frame": frame.index,
-        **result.to_json(),
-        "frame_age_ms": round((time.monotonic() - frame.captured) * 1000, 1),
-        "state": decision.state,
-        "state_changed": decision.changed,
-    }
-    record["label"] = thresholded(result.label, result.score, config.results.threshold)
-    if config.results.smoothing != "none":
-        record["smoothed"] = {"label": decision.label, "score": round(decision.score, 4)}
-    return image, record, decision.changed
+def _classify(live: Live, frame: Frame) -> tuple[np.ndarray, Result]:
+    """One frame's result, thresholded and smoothed, and the image it was computed on."""
+    config = live.config.results
+    image = crop(frame.image, live.config.source.roi)
+    classification = live.classifier.classify(image)
+    decision = live.results.update(classification.probabilities)
+    answer = classification.thresholded(config.threshold)
+    result = Result(
+        ts=frame.ts,
+        frame=frame.index,
+        path=frame.path,
+        label=answer.label,
+        score=answer.score,
+        topk=answer.topk,
+        latency_ms=answer.latency_ms,
+        frame_age_ms=(time.monotonic() - frame.captured) * 1000,
+        state=decision.state,
+        state_changed=decision.changed,
+        smoothed=Smoothed(decision.label, decision.score) if config.smoothing != "none" else None,
+    )
+    return image, result
 
 
-def _reload(
-    live: Live, config_path: Path, health: Health, telemetry: Telemetry, notifier: Notifier, lock: threading.Lock
-) -> Live:
+def _reload(live: Live, config_path: Path, state: LiveState, notifier: Notifier, lock: threading.Lock) -> Live:
     """Apply a reload request; on any failure the old model keeps running and the failure is reported."""
     notifier.reloading(time.monotonic_ns() // 1000)
     log.info("reload requested: reading %s", config_path)
     try:
         with lock:
-            new = reload_live(live, config_path, health, telemetry)
+            new = reload_live(live, config_path, state)
     except EdgesightError as e:
         log.error("reload refused, %s keeps running: %s", live.classifier.name, e)
-        health.update(reload_error=str(e))
-        telemetry.on_reload(False, str(e))
-        notifier.ready(f"reload refused ({e}); {_status(live, telemetry)}")
+        state.on_reload(False, str(e))
+        notifier.ready(f"reload refused ({e}); {state.snapshot().status_line()}")
         return live
     log.info("reloaded: %s is live", new.classifier.name)
-    health.update(reload_error="")
-    telemetry.on_reload(True, f"{new.classifier.name} is live")
-    notifier.ready(_status(new, telemetry))
+    state.on_reload(True, f"{new.classifier.name} is live")
+    notifier.ready(state.snapshot().status_line())
     return new
-
-
-def _status(live: Live, telemetry: Telemetry) -> str:
-    stats = telemetry.stats()
-    last = telemetry.latest_result() or {}
-    return (
-        f"{live.classifier.name}: {stats['fps']:.1f} fps, {stats['frames']} frames, last "
-        f"{last.get('label')} {last.get('score', 0):.2f}; source {live.capture.source.description}"
-    )
 
 
 def crop(image: np.ndarray, roi: tuple[int, ...]) -> np.ndarray:

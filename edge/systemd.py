@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Mapping
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class Notifier:
             self._socket = None
 
 
-def _watchdog_seconds(env: dict[str, str]) -> float | None:
+def _watchdog_seconds(env: Mapping[str, str]) -> float | None:
     """The watchdog period systemd expects (``WatchdogSec=``), if it is meant for this process."""
     usec = env.get("WATCHDOG_USEC")
     pid = env.get("WATCHDOG_PID")

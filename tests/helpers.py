@@ -23,8 +23,8 @@ from PIL import Image
 from edge.bundle import GoldenSample, Manifest, TensorSpec, write_bundle
 from edge.capture import CaptureThread, FrameMailbox, SourceEndedError
 from edge.capture.thread import Backoff
-from edge.health import Health
 from edge.preprocess import PreprocessSpec
+from edge.state import LiveState
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -204,13 +204,13 @@ QUICK_RETRY = Backoff(0.05, 0.2)
 
 def drain(
     source: Any, stop: threading.Event | None = None, backoff: Backoff = QUICK_RETRY
-) -> tuple[FrameMailbox, Health, CaptureThread, threading.Event]:
-    """Run a capture thread over ``source``; return the mailbox, the health, the thread and its stop event."""
+) -> tuple[FrameMailbox, LiveState, CaptureThread, threading.Event]:
+    """Run a capture thread over ``source``; return the mailbox, the live state, the thread and its stop event."""
     stop = stop or threading.Event()
-    mailbox, health = FrameMailbox(), Health()
-    thread = CaptureThread(source, mailbox, health, stop, backoff)
+    mailbox, state = FrameMailbox(), LiveState()
+    thread = CaptureThread(source, mailbox, state, stop, backoff)
     thread.start()
-    return mailbox, health, thread, stop
+    return mailbox, state, thread, stop
 
 
 def take_all(mailbox: FrameMailbox, limit: int = 10_000) -> list:

@@ -19,9 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.images import read_image
-from edge.preprocess import PreprocessSpec, prepare
-from train.data import Dataset
+from edge.preprocess import PreprocessSpec
+from train.data import Dataset, read_examples
 
 log = logging.getLogger(__name__)
 
@@ -84,16 +83,7 @@ def _build(dataset: Dataset, spec: PreprocessSpec, entry: Path, progress: Callab
     try:
         shape = (len(dataset.examples), spec.height, spec.width, spec.channels)
         pixels = np.lib.format.open_memmap(staging / PIXELS_FILE, mode="w+", dtype=np.uint8, shape=shape)
-        unreadable = []
-        for i, example in enumerate(dataset.examples):
-            image = read_image(example.path)
-            if image is None:
-                unreadable.append(example.relpath)
-                log.warning("%s: not a decodable image, skipped", example.path)
-            else:
-                pixels[i] = prepare(image, spec)
-            if progress is not None:
-                progress(i + 1)
+        unreadable = read_examples(dataset.examples, spec, out=pixels, progress=progress).unreadable
         pixels.flush()
         del pixels
         meta = {

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from edge import __version__
 from edge.console import HelpFormatter, add_logging_flags, run_main
-from edge.errors import EXIT_NO_INPUT, EXIT_OK, EdgesightError
+from edge.errors import EXIT_NO_INPUT, EXIT_OK, EXIT_USAGE, EdgesightError
 from edge.preprocess import COLORS, INTERPOLATIONS, RESIZE_MODES
 
 # The registry's names (train.models.MODELS), listed here so that --help does not import Keras.
@@ -88,14 +88,23 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _quantize(args: argparse.Namespace) -> int:
-    from train.quantize import quantize
+    from train.quantize import GateRefusedError, QuantizeResult, quantize
 
-    result = quantize(args.run, args.out, max_drop=args.max_drop, io_type=args.io, representative=args.representative)
-    print(f"{'':24}{'float32':>10}{result.io:>10}")
-    print(f"{'test accuracy':24}{result.float_accuracy:>10.4f}{result.int8_accuracy:>10.4f}")
-    print(f"{'model size (KiB)':24}{result.float_kb:>10.1f}{result.int8_kb:>10.1f}")
-    print(f"top-1 agreement float vs int8: {result.agreement:.4f} on {result.test_images} test images")
-    print(f"accuracy drop {result.drop_points:.2f} points (gate: --max-drop {args.max_drop:g}): passed")
+    def table(result: QuantizeResult, verdict: str) -> None:
+        print(f"{'':24}{'float32':>10}{result.io:>10}")
+        print(f"{'test accuracy':24}{result.float_accuracy:>10.4f}{result.int8_accuracy:>10.4f}")
+        print(f"{'model size (KiB)':24}{result.float_kb:>10.1f}{result.int8_kb:>10.1f}")
+        print(f"top-1 agreement float vs int8: {result.agreement:.4f} on {result.test_images} test images")
+        print(f"accuracy drop {result.drop_points:.2f} points (gate: --max-drop {args.max_drop:g}): {verdict}")
+
+    try:
+        result = quantize(
+            args.run, args.out, max_drop=args.max_drop, io_type=args.io, representative=args.representative
+        )
+    except GateRefusedError as refused:
+        table(refused.result, "refused")  # the figures on stdout, the reason as the one error line
+        raise
+    table(result, "passed")
     print(f"bundle written to {result.bundle}")
     return EXIT_OK
 
@@ -104,15 +113,24 @@ def _evaluate(args: argparse.Namespace) -> int:
     from train.evaluate import evaluate, resolve
     from train.report import write_report
 
+    if args.top_k < 1:
+        raise EdgesightError(f"--top-k must be at least 1 (got {args.top_k})", EXIT_USAGE)
     sources = resolve(args.target, args.bundle)
     evaluation = evaluate(args.target, args.data, args.bundle, top_k=args.top_k)
-    default_out = args.target / "report" if sources.run and sources.run.path == args.target else None
-    out = args.out or default_out or args.target.parent / f"{args.target.name}-report"
+    out = args.out or report_dir(args.target, args.data, is_run=bool(sources.run and sources.run.path == args.target))
     write_report(evaluation, out, f"edgesight evaluation: {args.target.name}", sources.run)
     for name, m in evaluation.metrics["models"].items():
         print(f"{name:10} accuracy {m['accuracy']:.4f}  macro F1 {m['macro_f1']:.4f}  ECE {m['ece']:.4f}")
     print(f"report written to {out / 'report.html'} (and report.md, metrics.json)")
     return EXIT_OK
+
+
+def report_dir(target: Path, data: Path | None, *, is_run: bool) -> Path:
+    """Where `evaluate` writes without --out: inside a run, else the current folder (never beside a bundle)."""
+    if is_run:
+        return target / ("report" if data is None else f"report-{data.resolve().name}")
+    on = "" if data is None else f"-on-{data.resolve().name}"
+    return Path(f"{target.resolve().name}{on}-report")
 
 
 def _baseline(args: argparse.Namespace) -> int:
@@ -130,12 +148,16 @@ def _baseline(args: argparse.Namespace) -> int:
 def _tune(args: argparse.Namespace) -> int:
     from train.tune import BEST_FILE, TRIALS_FILE, tune
 
-    result = tune(_fit_config(args, args.parser_defaults), args.out, args.trials, args.timeout)
+    result = tune(_fit_config(args, args.parser_defaults), args.out, args.trials, args.timeout, args.final_epochs)
     columns = list(result.trials[0]) if result.trials else []
     print("  ".join(f"{c:>14}" for c in columns))
     for row in result.trials:
         print("  ".join(f"{v:>14.6g}" if isinstance(v, float) else f"{v!s:>14}" for v in row.values()))
     print(f"best val accuracy {result.best_val_accuracy:.4f}; table in {args.out / TRIALS_FILE}")
+    print(
+        f"{args.out / BEST_FILE} sets epochs {result.final_epochs} for the full fit"
+        f" (the trials ran {result.best.epochs}; change it with --final-epochs or fit --epochs)"
+    )
     print(f"next: edgesight-train fit {args.data} --out RUN_DIR --config {args.out / BEST_FILE}")
     return EXIT_OK
 
@@ -224,13 +246,19 @@ def build_parser() -> argparse.ArgumentParser:
         "calibration error and the misclassified images; float (Keras), int8 (the device's code path) and\n"
         "the HOG baseline side by side, whichever exist.",
         epilog="examples:\n  edgesight-train evaluate runs/digits\n"
-        "  edgesight-train evaluate bundles/digits photos/held-out",
+        "  edgesight-train evaluate bundles/digits photos/held-out --out reports/held-out",
         formatter_class=HelpFormatter,
     )
     evaluate.add_argument("target", type=Path, metavar="RUN_OR_BUNDLE", help="run directory or bundle")
     evaluate.add_argument("data", type=Path, nargs="?", metavar="DATA_DIR", help="images to evaluate on")
     evaluate.add_argument("--bundle", type=Path, help="int8 bundle (default: the one `quantize` recorded in the run)")
-    evaluate.add_argument("--out", type=Path, help="report folder (default: RUN/report or BUNDLE-report)")
+    evaluate.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        help="report folder (default: RUN/report, RUN/report-DATA for other images; for a bundle"
+        " ./BUNDLE-report or ./BUNDLE-on-DATA-report in the current folder)",
+    )
     evaluate.add_argument("--top-k", type=int, default=3, help="k of the top-k accuracy")
     evaluate.set_defaults(handler=_evaluate)
 
@@ -248,8 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
         "tune",
         help="bounded hyperparameter search (Optuna): learning rate, width, augmentation, regularization",
         description="Run up to --trials short fits with settings drawn by Optuna's TPE sampler, scored by\n"
-        "validation accuracy. Writes OUT/trials.csv and OUT/best.json (for `fit --config`). Other fit flags\n"
-        "set what is not searched.",
+        "validation accuracy. Writes OUT/trials.csv and OUT/best.json (for `fit --config`, with the epochs\n"
+        "of a full fit: --final-epochs). Other fit flags set what is not searched; --epochs is per trial.",
         epilog="example:\n"
         "  edgesight-train tune data/digits --out runs/tune --trials 8 --epochs 10 --size 32 --flip none",
         formatter_class=HelpFormatter,
@@ -259,6 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--trials", type=int, default=10, help="most trials to run")
     tune.add_argument("--timeout", type=float, help="start no trial after this many seconds")
     tune.add_argument("--config", type=Path, help="JSON of base settings; flags given override it")
+    tune.add_argument(
+        "--final-epochs",
+        type=int,
+        help="epochs best.json sets for the full fit (default: the larger of --epochs and fit's default)",
+    )
     tune.set_defaults(handler=_tune, parser_defaults=_add_fit_flags(tune))
 
     for sub in (digits, fit, quantize, evaluate, baseline, tune):

@@ -6,6 +6,8 @@ from edge.errors import EXIT_CONFIG, EdgesightError
 from edge.preprocess import CONTRACT_VERSION, PreprocessSpec
 from train.augment import Augment
 
+DEFAULT_EPOCHS = 30
+
 
 @dataclass(frozen=True)
 class ModelOptions:
@@ -38,7 +40,7 @@ class FitConfig:
     weight_decay: float = 0.0
     weights: str = ""
     # Optimisation.
-    epochs: int = 30
+    epochs: int = DEFAULT_EPOCHS
     batch_size: int = 32
     learning_rate: float = 2e-3
     warmup_epochs: int = 1

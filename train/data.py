@@ -8,13 +8,15 @@ Two layouts are read: ``DATA/<class>/...`` (split by a hash of each file's path)
 import hashlib
 import logging
 from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edge.errors import EXIT_DATA, EXIT_NO_INPUT, EdgesightError
-from edge.images import image_files
+from edge.images import image_files, read_image
+from edge.preprocess import PreprocessSpec, prepare
 
 log = logging.getLogger(__name__)
 
@@ -167,3 +169,61 @@ def imbalance(counts: list[int]) -> float:
     """Largest class over smallest (non-empty) class."""
     present = [c for c in counts if c > 0]
     return max(present) / min(present) if present else 1.0
+
+
+@dataclass(frozen=True)
+class ReadExamples:
+    """Examples decoded and prepared as the model sees them; row i of ``pixels`` is ``examples[i]``."""
+
+    examples: tuple[Example, ...]
+    pixels: np.ndarray  # uint8 (n, h, w, c); rows of unreadable files are zeros
+    readable: np.ndarray  # bool (n,)
+    originals: tuple[np.ndarray, ...] = ()  # decoded BGR images of the readable files, in order, when kept
+
+    @property
+    def unreadable(self) -> list[str]:
+        return [e.relpath for e, ok in zip(self.examples, self.readable, strict=True) if not ok]
+
+    @property
+    def good(self) -> list[Example]:
+        return [e for e, ok in zip(self.examples, self.readable, strict=True) if ok]
+
+    @property
+    def good_pixels(self) -> np.ndarray:
+        return np.asarray(self.pixels[self.readable])
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Labels of the readable examples."""
+        return np.asarray([e.label for e in self.good], dtype=np.int64)
+
+
+def read_examples(
+    examples: Sequence[Example],
+    spec: PreprocessSpec,
+    *,
+    out: np.ndarray | None = None,
+    keep_originals: bool = False,
+    progress: Callable[[int], object] | None = None,
+) -> ReadExamples:
+    """Decode each file and prepare it with the device's code; unreadable files are skipped and listed.
+
+    The one loop every stage reads images with (cache, calibration, quantize and evaluate), so a file is
+    judged unreadable the same way everywhere. ``out`` (a memory map) receives the rows, so a dataset larger
+    than memory is never held whole; ``progress`` is called with the number of files read so far.
+    """
+    pixels = np.zeros((len(examples), spec.height, spec.width, spec.channels), np.uint8) if out is None else out
+    readable = np.zeros(len(examples), dtype=bool)
+    originals = []
+    for i, example in enumerate(examples):
+        image = read_image(example.path)
+        if image is None:
+            log.debug("%s: not a decodable image, skipped", example.path)
+        else:
+            pixels[i] = prepare(image, spec)
+            readable[i] = True
+            if keep_originals:
+                originals.append(image)
+        if progress is not None:
+            progress(i + 1)
+    return ReadExamples(tuple(examples), pixels, readable, tuple(originals))

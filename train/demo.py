@@ -13,7 +13,6 @@ import cv2
 
 from edge.console import HelpFormatter, add_logging_flags, run_main
 from edge.errors import EXIT_DATA, EXIT_NO_INPUT, EXIT_OK, EdgesightError
-from edge.images import read_image
 
 FRAME_SIDE = 256
 FPS = 10
@@ -21,19 +20,18 @@ FPS = 10
 
 def write_video(run_dir: Path, bundle: Path, out: Path) -> int:
     """Write ``digits.mp4`` (the run's test split, one digit per frame), ``truth.txt`` and ``edgesight.toml``."""
+    from train.data import read_examples
     from train.run import load_run  # imports TensorFlow: only here, so `score` starts at once
 
     run = load_run(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     video_path = out / "digits.mp4"
-    writer = cv2.VideoWriter(str(video_path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (FRAME_SIDE, FRAME_SIDE))
+    writer = cv2.VideoWriter(str(video_path), cv2.VideoWriter.fourcc(*"mp4v"), FPS, (FRAME_SIDE, FRAME_SIDE))
     if not writer.isOpened():
         raise EdgesightError(f"{video_path}: OpenCV cannot write MPEG-4 video here", EXIT_DATA)
     truth = []
-    for example in run.examples("test"):
-        image = read_image(example.path)
-        if image is None:
-            continue
+    test = read_examples(run.examples("test"), run.config.preprocess, keep_originals=True)
+    for example, image in zip(test.good, test.originals, strict=True):
         # Nearest-neighbour upscaling by a whole factor: the daemon's area resize recovers the digit exactly.
         writer.write(cv2.resize(image, (FRAME_SIDE, FRAME_SIDE), interpolation=cv2.INTER_NEAREST))
         truth.append(run.classes[example.label])

@@ -120,8 +120,9 @@ def fit(config: FitConfig, resume: bool = False, callbacks: Sequence[keras.callb
             config.model, (spec.height, spec.width, spec.channels), len(dataset.classes), config.model_options
         )
         compile_model(model, config, int(np.ceil(len(train_rows) / config.batch_size)))
-        (out / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2) + "\n")
         (out / SPLIT_FILE).write_text(json.dumps(assignment, indent=0, sort_keys=True) + "\n")
+    # Rewritten on resume too: `--resume --epochs N` changes what the run is trained for.
+    (out / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2) + "\n")
     log.info("model %s: %d parameters", config.model, model.count_params())
 
     # Fit: checkpoint every epoch (resume) and the best by validation loss; stop when it stops improving.

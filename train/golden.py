@@ -22,7 +22,8 @@ def golden_image(image: np.ndarray, spec: PreprocessSpec) -> bytes:
     height, width = image.shape[:2]
     if max(height, width) > limit:
         scale = limit / max(height, width)
-        image = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))), cv2.INTER_AREA)
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     ok, encoded = cv2.imencode(".png", image)
     assert ok, "PNG encoding of a decoded image cannot fail"
     return encoded.tobytes()
@@ -46,6 +47,7 @@ def pick_golden(
         for i in np.flatnonzero(labels == label):
             data = golden_image(images[i], classifier.manifest.preprocess)
             stored = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            assert stored is not None, "a PNG just encoded decodes"
             raw = classifier.model.invoke(classifier.input_tensor(stored)).reshape(-1).astype(np.float64)
             first, second = np.sort(raw)[::-1][:2]
             if int(np.argmax(raw)) == label and first - second >= min_margin:

@@ -22,12 +22,13 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from edge.bundle import Manifest, load_bundle, sha256_file, write_bundle
+from edge.bundle import MODEL_FILE as BUNDLE_MODEL_FILE
+from edge.bundle import Bundle, Manifest, load_bundle, write_bundle
 from edge.classifier import Classifier
 from edge.errors import EXIT_DATA, EXIT_USAGE, EdgesightError
-from edge.images import read_image
-from edge.preprocess import PreprocessSpec, prepare
+from edge.library_logs import native_stderr_filtered
 from edge.runtime import Model
+from train.data import ReadExamples, read_examples
 from train.golden import pick_golden
 from train.run import MODEL_FILE, Run, load_run, versions
 
@@ -56,23 +57,35 @@ class QuantizeResult:
     int8_kb: float
     representative_images: int
     collapse: str  # why the int8 model looks collapsed, or ""
+    float_collapse: str = ""  # why the float model itself looks collapsed, or ""
 
     @property
     def drop_points(self) -> float:
         return 100 * (self.float_accuracy - self.int8_accuracy)
 
 
+class GateRefusedError(EdgesightError):
+    """The gate refused the int8 model; ``result`` holds the figures (for the float/int8 table)."""
+
+    def __init__(self, message: str, result: QuantizeResult) -> None:
+        super().__init__(message, EXIT_DATA)
+        self.result = result
+
+
 def representative_files(run: Run, count: int) -> list[str]:
     """A fixed, class-stratified choice of training files: each class in proportion, at least one each.
 
     Files are ranked by a seeded hash of their path, so the same run always calibrates on the same set.
+    Files the run found unreadable are never chosen.
     """
     low, high = REPRESENTATIVE_RANGE
     if not low <= count <= high:
         raise EdgesightError(f"--representative must be within {low}..{high} (got {count})", EXIT_USAGE)
+    unreadable = set(run.dataset.get("unreadable", []))
     by_class: dict[int, list[str]] = {}
     for example in run.examples("train"):
-        by_class.setdefault(example.label, []).append(example.relpath)
+        if example.relpath not in unreadable:
+            by_class.setdefault(example.label, []).append(example.relpath)
     total = sum(len(files) for files in by_class.values())
     chosen = []
     for files in by_class.values():
@@ -81,12 +94,15 @@ def representative_files(run: Run, count: int) -> list[str]:
     return sorted(chosen)
 
 
-def _calibration_pixels(run: Run, relpaths: list[str]) -> np.ndarray:
-    root, spec = Path(run.config.data), run.config.preprocess
-    pixels = [prepare(image, spec) for r in relpaths if (image := read_image(root / r)) is not None]
-    if not pixels:
+def calibration_set(run: Run, count: int) -> tuple[list[str], np.ndarray]:
+    """The representative files actually read and their prepared pixels; a file unreadable now is left out."""
+    wanted = set(representative_files(run, count))
+    read = read_examples([e for e in run.examples("train") if e.relpath in wanted], run.config.preprocess)
+    if read.unreadable:
+        log.warning("%d representative file(s) unreadable, left out: %s", len(read.unreadable), read.unreadable[:5])
+    if not read.readable.any():
         raise EdgesightError(f"{run.path}: the training split has no readable images to calibrate with", EXIT_DATA)
-    return np.stack(pixels)
+    return [e.relpath for e in read.good], read.good_pixels
 
 
 def convert(model: tf.keras.Model, calibration: np.ndarray, io_type: str = "int8") -> bytes:
@@ -102,17 +118,20 @@ def convert(model: tf.keras.Model, calibration: np.ndarray, io_type: str = "int8
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = IO_TYPES[io_type]
     converter.inference_output_type = IO_TYPES[io_type]
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), native_stderr_filtered():
         # Keras prints the exported signature; the converter warns about input statistics it derives itself.
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
         return converter.convert()
 
 
-def collapse_reason(outputs: np.ndarray, labels: np.ndarray, classes: tuple[str, ...]) -> str:
-    """Why raw model outputs (n, classes) look collapsed to a near-constant answer, or "" when they do not."""
+def collapse_reason(outputs: np.ndarray, labels: np.ndarray, classes: tuple[str, ...], resolution: float = 1.0) -> str:
+    """Why model outputs (n, classes) look collapsed to a near-constant answer, or "" when they do not.
+
+    ``resolution``: the smallest change that counts (one step of an int8 output, 1/256 of a probability).
+    """
     if len(outputs) < 2:
         return ""
-    if np.ptp(outputs, axis=0).max() <= 1:
+    if np.ptp(outputs, axis=0).max() <= resolution:
         return f"its output is the same for all {len(outputs)} test images"
     top1 = outputs.argmax(axis=1)
     predicted = np.bincount(top1, minlength=len(classes))
@@ -125,6 +144,11 @@ def collapse_reason(outputs: np.ndarray, labels: np.ndarray, classes: tuple[str,
 
 def gate(result: QuantizeResult, max_drop: float) -> str:
     """Why the int8 model must not ship, or "" when it passes."""
+    if result.float_collapse:
+        return (
+            f"the float model itself collapsed ({result.float_collapse}), so int8 is not the cause:"
+            " retrain it (check the data report and history.csv)"
+        )
     if result.collapse:
         return f"the int8 model collapsed: {result.collapse}"
     if result.drop_points > max_drop:
@@ -143,42 +167,54 @@ def quantize(
     io_type: str = "int8",
     representative: int = REPRESENTATIVE_IMAGES,
 ) -> QuantizeResult:
-    """Convert the run's model, measure it against the float model, and write the bundle if it passes the gate."""
+    """Convert the run's model, measure it against the float model, and write the bundle if it passes the gate.
+
+    Raises ``GateRefusedError`` (exit 65, figures attached) when the gate refuses the int8 model.
+    """
     if io_type not in IO_TYPES:
         raise EdgesightError(f"--io must be one of {', '.join(IO_TYPES)} (got {io_type!r})", EXIT_USAGE)
+    if not 0 <= max_drop <= 100:  # also refuses NaN
+        raise EdgesightError(f"--max-drop must be within 0..100 accuracy points (got {max_drop:g})", EXIT_USAGE)
     run = load_run(run_dir)
-    spec = run.config.preprocess
     model = run.load_model()
-    chosen = representative_files(run, representative)
+    chosen, calibration = calibration_set(run, representative)
     (run.path / REPRESENTATIVE_FILE).write_text(json.dumps(chosen, indent=0) + "\n")
     log.info("converting to full-integer %s with %d representative images", io_type, len(chosen))
-    tflite_model = convert(model, _calibration_pixels(run, chosen), io_type)
+    tflite_model = convert(model, calibration, io_type)
+    test = read_examples(run.examples("test"), run.config.preprocess, keep_originals=True)
+    if not test.readable.any():
+        raise EdgesightError(f"{run.path}: the test split has no readable images", EXIT_DATA)
 
     with tempfile.TemporaryDirectory(prefix="edgesight-quantize-") as staging:
-        manifest = _manifest(run, spec, tflite_model, Path(staging), len(chosen))
-        classifier = Classifier(write_bundle(Path(staging) / "bundle", tflite_model, manifest, {}), top_k=1)
-        test = _evaluate(run, model, classifier)
+        # One interpreter serves the manifest, the measurement, the golden samples and the read-back check.
+        (Path(staging) / BUNDLE_MODEL_FILE).write_bytes(tflite_model)
+        interpreter = Model(Path(staging) / BUNDLE_MODEL_FILE)
+        manifest = _manifest(run, interpreter, hashlib.sha256(tflite_model).hexdigest(), len(chosen))
+        classifier = Classifier(Bundle(Path(staging), manifest), top_k=1, model=interpreter)
+        measured = _measure(model, classifier, test)
+        labels = test.labels
         result = QuantizeResult(
             bundle=out,
             io=io_type,
-            float_accuracy=test["float_accuracy"],
-            int8_accuracy=test["int8_accuracy"],
-            agreement=test["agreement"],
-            test_images=len(test["labels"]),
+            float_accuracy=float((measured["float"].argmax(axis=1) == labels).mean()),
+            int8_accuracy=float((measured["int8"].argmax(axis=1) == labels).mean()),
+            agreement=float((measured["float"].argmax(axis=1) == measured["int8"].argmax(axis=1)).mean()),
+            test_images=len(labels),
             float_kb=(run.path / MODEL_FILE).stat().st_size / 1024,
             int8_kb=len(tflite_model) / 1024,
             representative_images=len(chosen),
-            collapse=collapse_reason(test["int8_outputs"], test["labels"], run.classes),
+            collapse=collapse_reason(measured["int8"], labels, run.classes),
+            float_collapse=collapse_reason(measured["float"], labels, run.classes, resolution=1 / 256),
         )
         refused = gate(result, max_drop)
         if refused:
             result = replace(result, bundle=None)
         _record(run, result, max_drop, refused)
         if refused:
-            raise EdgesightError(
-                f"{run.path}: {refused}; no bundle written (figures in {run.path / QUANTIZE_FILE})", EXIT_DATA
+            raise GateRefusedError(
+                f"{run.path}: {refused}; no bundle written (figures in {run.path / QUANTIZE_FILE})", result
             )
-        golden, golden_images = pick_golden(classifier, test["images"], test["labels"])
+        golden, golden_images = pick_golden(classifier, list(test.originals), labels)
         metrics = {
             "float": {"accuracy": result.float_accuracy},
             "int8": {"accuracy": result.int8_accuracy},
@@ -187,39 +223,45 @@ def quantize(
         }
         manifest = replace(manifest, golden=tuple(golden), metrics=metrics)
         write_bundle(out, tflite_model, manifest, golden_images)
-
-    # Read back through the device's loader: what we ship must pass the device's own checks.
-    Classifier(load_bundle(out)).golden_check()
+        # Read back through the device's loader: what we ship must pass the device's own checks.
+        Classifier(load_bundle(out), top_k=1, model=interpreter).golden_check()
     return result
 
 
 def _record(run: Run, result: QuantizeResult, max_drop: float, refused: str) -> None:
+    """quantize.json: this attempt's figures, and the last bundle that passed (evaluate falls back on it)."""
+    path = run.path / QUANTIZE_FILE
+    last_good = str(Path(result.bundle).resolve()) if result.bundle else None
+    if last_good is None and path.is_file():
+        try:
+            previous = json.loads(path.read_text())
+            last_good = previous.get("bundle") or previous.get("last_good_bundle")
+        except (OSError, ValueError):
+            last_good = None
     record = asdict(result) | {
         "bundle": str(Path(result.bundle).resolve()) if result.bundle else None,
+        "last_good_bundle": last_good,
         "drop_points": round(result.drop_points, 4),
         "max_drop": max_drop,
         "passed": not refused,
         "refused": refused,
         "representative_file": REPRESENTATIVE_FILE,
     }
-    (run.path / QUANTIZE_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    path.write_text(json.dumps(record, indent=2) + "\n")
 
 
-def _manifest(run: Run, spec: PreprocessSpec, tflite_model: bytes, staging: Path, representative: int) -> Manifest:
-    model_path = staging / "probe.tflite"
-    model_path.write_bytes(tflite_model)
-    probe = Model(model_path)
+def _manifest(run: Run, interpreter: Model, model_sha256: str, representative: int) -> Manifest:
     created = datetime.datetime.now(datetime.UTC)
     return Manifest(
         name=Path(run.config.data).name or "model",
         version=created.strftime("%Y%m%d-%H%M%S"),
         created=created.isoformat(timespec="seconds"),
         labels=run.classes,
-        preprocess=spec,
-        input=probe.input,
-        output=probe.output,
+        preprocess=run.config.preprocess,
+        input=interpreter.input,
+        output=interpreter.output,
         scores="probabilities",
-        model_sha256=sha256_file(model_path),
+        model_sha256=model_sha256,
         dataset={k: run.dataset[k] for k in ("fingerprint", "images", "split_counts")},
         training={
             "architecture": run.config.model,
@@ -228,31 +270,12 @@ def _manifest(run: Run, spec: PreprocessSpec, tflite_model: bytes, staging: Path
             "run": str(run.path.resolve()),
             "quantization": {"weights": "int8 per channel", "representative_images": representative},
         },
-        versions=versions() | {"runtime": f"{probe.runtime.name} {probe.runtime.version}"},
+        versions=versions() | {"runtime": f"{interpreter.runtime.name} {interpreter.runtime.version}"},
     )
 
 
-def _evaluate(run: Run, model: tf.keras.Model, classifier: Classifier) -> dict:
-    """Float (Keras) and int8 (device path) top-1 on the test split's original files."""
-    images, labels, pixels = [], [], []
-    for example in run.examples("test"):
-        image = read_image(example.path)
-        if image is None:
-            continue
-        images.append(image)
-        labels.append(example.label)
-        pixels.append(prepare(image, run.config.preprocess))
-    if not images:
-        raise EdgesightError(f"{run.path}: the test split has no readable images", EXIT_DATA)
-    labels_array = np.asarray(labels)
-    float_top1 = model.predict(np.stack(pixels).astype(np.float32), batch_size=128, verbose=0).argmax(axis=1)
-    int8_outputs = np.stack([classifier.model.invoke(classifier.input_tensor(image)).reshape(-1) for image in images])
-    int8_top1 = int8_outputs.argmax(axis=1)
-    return {
-        "images": images,
-        "labels": labels_array,
-        "int8_outputs": int8_outputs.astype(np.int64),
-        "float_accuracy": float((float_top1 == labels_array).mean()),
-        "int8_accuracy": float((int8_top1 == labels_array).mean()),
-        "agreement": float((float_top1 == int8_top1).mean()),
-    }
+def _measure(model: tf.keras.Model, classifier: Classifier, test: ReadExamples) -> dict[str, np.ndarray]:
+    """Float (Keras, probabilities) and int8 (device path, raw outputs) of the test split's original files."""
+    probabilities = model.predict(test.good_pixels.astype(np.float32), batch_size=128, verbose=0)
+    raw = [classifier.model.invoke(classifier.input_tensor(image)).reshape(-1) for image in test.originals]
+    return {"float": np.asarray(probabilities, np.float64), "int8": np.stack(raw).astype(np.int64)}

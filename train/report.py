@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from train.evaluate import Evaluation, misclassified
+from train.evaluate import CALIBRATION_MIN_BIN, Evaluation, misclassified, reliability, top_k_key
 from train.run import HISTORY_FILE, Run
 
 PLOTS_DIR = "plots"
@@ -88,26 +88,46 @@ def plot_per_class(evaluation: Evaluation) -> bytes:
     return _png(figure)
 
 
-def plot_calibration(evaluation: Evaluation) -> bytes:
+def calibration_figure(evaluation: Evaluation) -> Figure:
+    """Accuracy by confidence; bins of fewer than CALIBRATION_MIN_BIN images are hollow and left out of the line."""
     figure = Figure(figsize=(4.5, 4.5))
     ax = figure.subplots()
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect")
-    edges = np.linspace(0, 1, 11)
+    sparse_seen = False
     for name, probabilities in evaluation.probabilities.items():
-        confidence = probabilities.max(axis=1)
-        correct = probabilities.argmax(axis=1) == evaluation.labels
-        which = np.clip(np.digitize(confidence, edges[1:-1]), 0, 9)
-        points = [(confidence[which == b].mean(), correct[which == b].mean()) for b in range(10) if (which == b).any()]
-        ax.plot(
-            *zip(*points, strict=True),
+        bins = reliability(probabilities, evaluation.labels)
+        solid = [b for b in bins if b.count >= CALIBRATION_MIN_BIN]
+        sparse = [b for b in bins if b.count < CALIBRATION_MIN_BIN]
+        (line,) = ax.plot(
+            [b.confidence for b in solid],
+            [b.accuracy for b in solid],
             marker="o",
             label=f"{name} (ECE {evaluation.metrics['models'][name]['ece']:.3f})",
         )
+        if sparse:
+            ax.plot(
+                [b.confidence for b in sparse],
+                [b.accuracy for b in sparse],
+                linestyle="none",
+                marker="o",
+                markerfacecolor="none",
+                color=line.get_color(),
+                label=None if sparse_seen else f"hollow: fewer than {CALIBRATION_MIN_BIN} images",
+            )
+            sparse_seen = True
     ax.set(
-        title="Reliability: accuracy by confidence", xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1)
+        title="Reliability: accuracy by confidence",
+        xlabel="confidence",
+        ylabel="accuracy",
+        xlim=(0, 1.02),
+        ylim=(-0.03, 1.03),  # points on the edges stay visible
     )
-    ax.legend(loc="upper left", fontsize=8)
-    return _png(figure)
+    ax.legend(loc="best", fontsize=8)  # away from the points, wherever they are
+    return figure
+
+
+def plot_calibration(evaluation: Evaluation) -> bytes:
+    return _png(calibration_figure(evaluation))
 
 
 def plot_history(path: Path) -> bytes | None:
@@ -153,22 +173,30 @@ def blocks(evaluation: Evaluation, run: Run | None) -> list[Block]:
     """The report's content, in reading order."""
     metrics = evaluation.metrics
     models = metrics["models"]
-    k_key = next(key for key in next(iter(models.values())) if key.startswith("top") and key.endswith("_accuracy"))
+    k_key = top_k_key(next(iter(models.values())))  # None with too few classes for a top-k to mean anything
     out = [
         Block(
             "p",
             f"{metrics['images']} images evaluated ({metrics['evaluated_on']}), {len(evaluation.classes)}"
             f" classes; {len(metrics['unreadable'])} unreadable file(s) skipped.",
         ),
+        *(Block("p", f"Note: {note}.") for note in metrics.get("notes", [])),
         Block("h2", "Summary"),
         Block(
             "table",
-            header=("model", "accuracy", k_key.replace("_", " "), "macro F1", "ECE", "agreement with float"),
+            header=(
+                "model",
+                "accuracy",
+                *([k_key.replace("_", " ")] if k_key else []),
+                "macro F1",
+                "ECE",
+                "agreement with float",
+            ),
             rows=tuple(
                 (
                     name,
                     _fmt(m["accuracy"]),
-                    _fmt(m[k_key]),
+                    *([_fmt(m[k_key])] if k_key else []),
                     _fmt(m["macro_f1"]),
                     _fmt(m["ece"]),
                     _fmt(
@@ -218,7 +246,8 @@ def blocks(evaluation: Evaluation, run: Run | None) -> list[Block]:
         history = plot_history(run.path / HISTORY_FILE)
         if history:
             out += [Block("h2", "Training curves"), Block("figure", png=history, file="history.png")]
-    gallery_model = "int8" if "int8" in models else next(iter(models))
+    # The device's model when there is one: its mistakes are the ones the camera will make.
+    gallery_model = next((name for name in models if name not in ("float32", "baseline")), next(iter(models)))
     gallery = plot_gallery(evaluation, gallery_model)
     out.append(Block("h2", f"Misclassified ({gallery_model}, most confident first)"))
     out.append(Block("figure", png=gallery, file="misclassified.png") if gallery else Block("p", "None."))

@@ -10,11 +10,9 @@ import keras
 import numpy as np
 
 from edge.errors import EXIT_NO_INPUT, EdgesightError
-from edge.images import read_image
-from edge.preprocess import prepare
 from train.cache import prepared
 from train.config import FitConfig, run_config_from_dict
-from train.data import Example, class_of, discover
+from train.data import Example, class_of, discover, read_examples
 
 log = logging.getLogger(__name__)
 
@@ -81,17 +79,8 @@ def split_pixels(run: Run, which: str) -> tuple[np.ndarray, np.ndarray, list[str
         labels = np.asarray([e.label for e in examples if images.readable[row[e.relpath]]], dtype=np.int64)
         return np.asarray(images.pixels[np.sort(rows)])[np.argsort(np.argsort(rows))], labels, bad
     log.warning("%s changed since the run was trained: decoding its %s files directly", run.config.data, which)
-    pixels, labels, bad = [], [], []
-    for example in examples:
-        image = read_image(example.path)
-        if image is None:
-            bad.append(example.relpath)
-            continue
-        pixels.append(prepare(image, run.config.preprocess))
-        labels.append(example.label)
-    spec = run.config.preprocess
-    empty = np.empty((0, spec.height, spec.width, spec.channels), np.uint8)
-    return (np.stack(pixels) if pixels else empty), np.asarray(labels, dtype=np.int64), bad
+    read = read_examples(examples, run.config.preprocess)
+    return read.good_pixels, read.labels, read.unreadable
 
 
 def versions() -> dict[str, str]:

@@ -2,7 +2,8 @@
 
 Each trial is an ordinary ``fit`` into ``OUT/trial-NNN`` (sharing the preprocessed cache), scored by its
 best validation accuracy; the test split is never looked at. ``OUT/trials.csv`` holds the results table
-and ``OUT/best.json`` the best settings, ready for ``edgesight-train fit DATA --config OUT/best.json``.
+and ``OUT/best.json`` the best settings, ready for ``edgesight-train fit DATA --config OUT/best.json``:
+with the epochs of a full fit, not the short ones the trials ran.
 """
 
 import csv
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import optuna
 
-from train.config import FitConfig
+from edge.errors import EXIT_USAGE, EdgesightError
+from train.config import DEFAULT_EPOCHS, FitConfig
 from train.fit import fit
 from train.run import HISTORY_FILE
 
@@ -35,6 +37,17 @@ class TuneResult:
     best: FitConfig
     best_val_accuracy: float
     trials: list[dict]
+    final_epochs: int  # the epochs best.json sets for the full fit
+
+
+def final_epochs(trial_epochs: int, asked: int | None) -> int:
+    """Epochs of the full fit: as asked, else the default fit's, never fewer than a trial ran."""
+    return asked if asked is not None else max(trial_epochs, DEFAULT_EPOCHS)
+
+
+def best_settings(best: FitConfig, epochs: int) -> dict:
+    """best.json: the best trial's settings for ``fit --config``, with the full fit's epochs."""
+    return {k: v for k, v in asdict(best).items() if k not in ("data", "out")} | {"epochs": epochs}
 
 
 def suggest(trial: optuna.Trial, base: FitConfig, out: Path) -> FitConfig:
@@ -55,8 +68,14 @@ def best_val_accuracy(run_dir: Path) -> float:
         return max(float(row["val_accuracy"]) for row in csv.DictReader(f))
 
 
-def tune(base: FitConfig, out: Path, trials: int, timeout: float | None) -> TuneResult:
-    """Run at most ``trials`` fits (and stop starting new ones after ``timeout`` seconds)."""
+def tune(base: FitConfig, out: Path, trials: int, timeout: float | None, final: int | None = None) -> TuneResult:
+    """Run at most ``trials`` fits (and stop starting new ones after ``timeout`` seconds).
+
+    ``final``: the epochs best.json sets for the full fit (default: see ``final_epochs``).
+    """
+    epochs = final_epochs(base.epochs, final)
+    if epochs < 1:
+        raise EdgesightError(f"--final-epochs must be at least 1 (got {epochs})", EXIT_USAGE)
     out.mkdir(parents=True, exist_ok=True)
     configs: dict[int, FitConfig] = {}
 
@@ -79,7 +98,6 @@ def tune(base: FitConfig, out: Path, trials: int, timeout: float | None) -> Tune
         writer.writeheader()
         writer.writerows(rows)
     best = configs[study.best_trial.number]
-    settings = {k: v for k, v in asdict(best).items() if k not in ("data", "out")}
-    (out / BEST_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+    (out / BEST_FILE).write_text(json.dumps(best_settings(best, epochs), indent=2) + "\n")
     log.info("best trial %d: val accuracy %.4f", study.best_trial.number, study.best_value)
-    return TuneResult(best, float(study.best_value), rows)
+    return TuneResult(best, float(study.best_value), rows, epochs)

@@ -1,7 +1,8 @@
 """Frame sources and the capture thread that keeps only the freshest frame.
 
 ``open_source`` picks the source kind from the configured URI; ``CaptureThread`` reads it into a
-``FrameMailbox``, reconnecting with exponential backoff and reporting into ``Health``.
+``FrameMailbox``, reconnecting with exponential backoff and reporting into the ``LiveState``;
+``Capture`` starts and stops the two together for the service.
 """
 
 import glob
@@ -14,7 +15,7 @@ from edge.capture.mjpeg import HttpSource
 from edge.capture.opencv import CameraSource, StreamSource
 from edge.capture.picamera import SCHEME as PICAMERA_SCHEME
 from edge.capture.picamera import PicameraSource
-from edge.capture.thread import CaptureThread
+from edge.capture.thread import Backoff, Capture, CaptureThread
 from edge.config import SourceConfig
 from edge.errors import EXIT_CONFIG, EXIT_NO_INPUT, EdgesightError
 from edge.images import IMAGE_SUFFIXES, image_files, is_image_file
@@ -22,6 +23,8 @@ from edge.images import IMAGE_SUFFIXES, image_files, is_image_file
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://", "rtmp://")
 
 __all__ = [
+    "Backoff",
+    "Capture",
     "CaptureThread",
     "Frame",
     "FrameMailbox",

@@ -13,10 +13,11 @@ class Frame:
     index: int  # position in the capture sequence, counted across reconnects
     ts: float  # wall-clock capture time, seconds since the epoch
     captured: float  # time.monotonic() at capture, for ages and rates
+    path: str | None = None  # the image file it was read from, for folder and glob sources
 
 
-def stamp(image: np.ndarray, index: int) -> Frame:
-    return Frame(image=image, index=index, ts=time.time(), captured=time.monotonic())
+def stamp(image: np.ndarray, index: int, path: str | None = None) -> Frame:
+    return Frame(image=image, index=index, ts=time.time(), captured=time.monotonic(), path=path)
 
 
 class SourceLostError(Exception):
@@ -25,7 +26,10 @@ class SourceLostError(Exception):
 
 class Source(Protocol):
     """A frame source. ``open`` and ``read`` raise ``SourceLostError`` for what a retry can cure and
-    ``EdgesightError`` for what it cannot (a bad config, a missing library)."""
+    ``EdgesightError`` for what it cannot (a bad config, a missing library).
+
+    Sources of image files also set ``last_path``, the file of the frame ``read`` returned last.
+    """
 
     description: str
     live: bool  # frames arrive in real time: stale ones are dropped, never waited for

@@ -24,6 +24,7 @@ class ImageSource:
         self.loop = loop
         self.skipped = 0
         self.description = f"{len(paths)} images"
+        self.last_path: str | None = None
         self._next = 0
         self._delivered = 0
 
@@ -44,6 +45,7 @@ class ImageSource:
             image = read_image(path)
             if image is not None:
                 self._delivered += 1
+                self.last_path = str(path)
                 return image
             self.skipped += 1
             log.warning("%s: not a decodable image, skipped", path)

@@ -65,7 +65,7 @@ class CameraSource(_Capture):
             raise SourceLostError(f"{self.description} cannot be opened (unplugged, or in use by another program?)")
         # The pixel format goes first: many UVC cameras offer their higher sizes and rates only as MJPG.
         if self.fourcc:
-            capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*self.fourcc))
+            capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*self.fourcc))
         if self.width and self.height:
             capture.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
             capture.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)

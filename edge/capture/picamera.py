@@ -6,6 +6,7 @@ comes from apt (``python3-picamera2``); the virtualenv must be made with ``--sys
 """
 
 import logging
+from typing import Any
 
 import cv2
 import numpy as np
@@ -38,7 +39,7 @@ class PicameraSource:
         self.buffers, self.fps, self.timeout_s = buffers, fps, timeout_s
         self.skipped = 0
         self.description = f"Pi camera {camera} (lores {lores[0]}x{lores[1]})"
-        self._picam = None
+        self._picam: Any = None  # a Picamera2 while open (picamera2 has no type hints)
         self._size = lores
 
     def open(self) -> None:

@@ -1,4 +1,5 @@
-"""The capture thread: reads a source into the mailbox, paces files, reconnects with backoff."""
+"""The capture thread: reads a source into the mailbox, paces files, reconnects with backoff; and
+``Capture``, the thread and its mailbox as the service starts and stops them."""
 
 import logging
 import threading
@@ -6,12 +7,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from edge.capture.base import Source, SourceLostError, stamp
+from edge.capture.base import Frame, Source, SourceLostError, stamp
 from edge.capture.mailbox import FrameMailbox
 from edge.errors import EXIT_SOFTWARE, EdgesightError
-from edge.health import Health
+from edge.state import LiveState
 
 log = logging.getLogger(__name__)
+
+JOIN_TIMEOUT_S = 10.0  # a capture thread stuck in a driver call is abandoned (it is a daemon thread)
 
 
 @dataclass(frozen=True)
@@ -31,42 +34,48 @@ class CaptureThread(threading.Thread):
     """Owns the source: opens it, reads it and closes it, all in this one thread."""
 
     def __init__(
-        self, source: Source, mailbox: FrameMailbox, health: Health, stop: threading.Event, backoff: Backoff
+        self, source: Source, mailbox: FrameMailbox, state: LiveState, stop: threading.Event, backoff: Backoff
     ) -> None:
         super().__init__(name="capture", daemon=True)
-        self.source, self.mailbox, self.health, self.stop, self.backoff = source, mailbox, health, stop, backoff
+        self.source, self.mailbox, self.state, self.stop, self.backoff = source, mailbox, state, stop, backoff
         self._index = 0
         self._frames_since_open = 0
         self._superseded = 0
+        self._skipped = 0  # the source's skipped count already reported
+        self._ended = False
+        state.set_source(source.description)
 
     def run(self) -> None:
         try:
             self._run()
-            if self.health.snapshot().source_state != "ended":
-                self.health.update(source_state="stopped")
+            if not self._ended:
+                self.state.set_source_state("stopped")
         except EdgesightError as e:
-            self.health.update(source_state="failed", source_error=str(e))
+            self.state.set_source_state("failed", str(e))
             self.mailbox.close(e)
         except Exception as e:
             log.exception("capture thread failed")
-            self.health.update(source_state="failed", source_error=repr(e))
+            self.state.set_source_state("failed", repr(e))
             self.mailbox.close(EdgesightError(f"capture failed: {e!r}; please report it", EXIT_SOFTWARE))
         finally:
-            self.health.update(frames_skipped=self.source.skipped)
+            self.state.on_capture(0.0, captured=0, skipped=self._newly_skipped())
             self.mailbox.close()
 
+    def _newly_skipped(self) -> int:
+        skipped, self._skipped = self.source.skipped - self._skipped, self.source.skipped
+        return skipped
+
     def _run(self) -> None:
-        self.health.update(source=self.source.description)
         delays = self.backoff.delays()
         first_attempt = True
         while not self.stop.is_set():
             if not first_attempt:
-                self.health.count(reconnects=1)
+                self.state.on_reconnect()
             first_attempt = False
             self._frames_since_open = 0
             try:
                 self.source.open()
-                self.health.update(source_state="open")
+                self.state.set_source_state("open")
                 log.info("reading %s", self.source.description)
                 ended = self._read_until_end()
             except SourceLostError as e:
@@ -78,13 +87,14 @@ class CaptureThread(threading.Thread):
             finally:
                 self.source.close()
             if ended:
-                self.health.update(source_state="ended")
+                self._ended = True
+                self.state.set_source_state("ended")
             return
 
     def _wait_after(self, error: SourceLostError, delays: Iterator[float]) -> bool:
         """Record the failure and wait the next backoff delay; True when stopping meanwhile."""
         delay = next(delays)
-        self.health.update(source_state="reconnecting", source_error=str(error))
+        self.state.set_source_state("reconnecting", str(error))
         log.warning("%s; retrying in %.1f s", error, delay)
         return self.stop.wait(delay)
 
@@ -101,14 +111,36 @@ class CaptureThread(threading.Thread):
             superseded = getattr(source, "superseded", 0)
             passed_over, self._superseded = superseded - self._superseded, superseded
             self._index += passed_over
-            frame = stamp(image, self._index)
+            frame = stamp(image, self._index, getattr(source, "last_path", None))
             self._index += 1
             self._frames_since_open += 1
             dropped = self.mailbox.put(frame, wait=not source.live)
-            self.health.count(frames_captured=1 + passed_over, frames_dropped=int(dropped) + passed_over)
-            self.health.update(last_frame_ts=frame.ts, frames_skipped=source.skipped)
+            self.state.on_capture(
+                frame.ts, captured=1 + passed_over, dropped=int(dropped) + passed_over, skipped=self._newly_skipped()
+            )
             if source.frame_interval:
                 due = started + self._frames_since_open * source.frame_interval
                 if self.stop.wait(max(0.0, due - time.monotonic())):
                     return False
         return False
+
+
+class Capture:
+    """A source's capture thread and the mailbox it fills, started and stopped together."""
+
+    def __init__(self, source: Source, state: LiveState, backoff: Backoff) -> None:
+        self.source = source
+        self.mailbox = FrameMailbox()
+        self._stop = threading.Event()  # its own: it ends when the loop ends, by signal, end, error or reload
+        self.thread = CaptureThread(source, self.mailbox, state, self._stop, backoff)
+        self.thread.start()
+
+    def take(self, timeout: float) -> Frame | None:
+        return self.mailbox.take(timeout)
+
+    def close(self) -> None:
+        self._stop.set()
+        self.mailbox.close()
+        self.thread.join(JOIN_TIMEOUT_S)
+        if self.thread.is_alive():
+            log.warning("the capture thread did not stop within %.0f s; leaving it behind", JOIN_TIMEOUT_S)

@@ -9,8 +9,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
+
+from edge.result import Result
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +28,12 @@ class SinkCounters:
     queued: int
     connected: bool
 
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
 
 class Sink:
-    """Base of every publisher: ``start()``, ``submit(record)`` (never blocks), ``close(timeout)``.
+    """Base of every publisher: ``start()``, ``submit(result)`` (never blocks), ``close(timeout)``.
 
     Subclasses implement ``_deliver(item)`` (raise ``OSError`` on failure) or override ``_work`` for
     destinations that come and go (MQTT).
@@ -53,9 +58,9 @@ class Sink:
         self._thread = threading.Thread(target=self._work, name=f"sink-{self.name}", daemon=True)
         self._thread.start()
 
-    def submit(self, record: dict[str, Any]) -> None:
+    def submit(self, result: Result) -> None:
         """Queue a result for delivery; when the queue is full the oldest item is dropped and counted."""
-        self._put(record)
+        self._put(result)
 
     def close(self, timeout: float = 5.0) -> None:
         """Deliver what is queued within ``timeout`` seconds, then stop; what is left is counted as dropped.

@@ -16,33 +16,39 @@ from importlib import resources
 from typing import Any
 
 import numpy as np
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from edge.errors import EXIT_CONFIG, EdgesightError
+from edge.postprocess import Classification
+from edge.publish.metrics import exposition, registry_for
 from edge.publish.secrets import read_secret
 from edge.publish.settings import HttpSettings, check
-from edge.publish.telemetry import Telemetry
+from edge.publish.snapshot import annotate, encode_jpeg
 from edge.publish.upload import UploadError, check_upload
+from edge.state import LiveState
 
 log = logging.getLogger(__name__)
 
-Classify = Callable[[np.ndarray], dict[str, Any]]
+Classify = Callable[[np.ndarray], Classification]
 READ_TIMEOUT_S = 10  # a client that stalls mid-request loses its connection, not a thread forever
 
 
 class HttpServer:
-    """Serves ``telemetry`` over HTTP from its own threads; ``classify`` answers ``POST /api/classify``.
+    """Serves the live ``state`` over HTTP from its own threads; ``classify`` answers ``POST /api/classify``.
 
     ``classify`` is called from request threads, one call at a time: give it a classifier that
-    the daemon loop does not use concurrently, or one guarded by the daemon's own lock.
+    the daemon loop does not use concurrently, or one guarded by the daemon's own lock. It applies
+    the daemon's ``[results] threshold``, so an upload is labelled as a frame would be.
     """
 
-    def __init__(self, settings: HttpSettings, telemetry: Telemetry, classify: Classify | None = None) -> None:
+    def __init__(self, settings: HttpSettings, state: LiveState, classify: Classify | None = None) -> None:
         check(settings, "http")
         self.settings = settings
-        self.telemetry = telemetry
+        self.state = state
+        self.registry = registry_for(state)
         self.classify = classify
         self.classify_lock = threading.Lock()
+        self._snapshot_lock = threading.Lock()
+        self._snapshot: tuple[int, bytes] | None = None  # frames classified when encoded, the JPEG
         self.token = read_secret(settings.token_file, "http_token", "[http] token_file")
         self.page = resources.files("edge.publish").joinpath("page.html").read_bytes()
         try:
@@ -58,7 +64,7 @@ class HttpServer:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
+        host, port = self._server.socket.getsockname()[:2]
         return f"http://{host}:{port}"
 
     def start(self) -> None:
@@ -71,6 +77,17 @@ class HttpServer:
             self._server.shutdown()
             self._thread.join(timeout)
         self._server.server_close()
+
+    def snapshot_jpeg(self) -> bytes | None:
+        """The latest frame with its top-k drawn on it; encoded once per frame, outside the state's lock."""
+        frames, result, image = self.state.latest()
+        if result is None or image is None:
+            return None
+        with self._snapshot_lock:
+            if self._snapshot is None or self._snapshot[0] != frames:
+                annotated = annotate(image, result.topk, self.settings.snapshot_width)
+                self._snapshot = frames, encode_jpeg(annotated, self.settings.snapshot_quality)
+            return self._snapshot[1]
 
     def authorized(self, header: str | None) -> bool:
         if self.token is None:
@@ -92,7 +109,7 @@ def _handler(app: HttpServer) -> type[BaseHTTPRequestHandler]:
             if path in ("/", "/index.html"):
                 return self._send(HTTPStatus.OK, app.page, "text/html; charset=utf-8")
             if path == "/healthz":
-                health = app.telemetry.health(app.settings.stale_after_s)
+                health = app.state.snapshot().health(app.settings.stale_after_s)
                 status = HTTPStatus.OK if health.ok else HTTPStatus.SERVICE_UNAVAILABLE
                 return self._json(status, {"status": "ok" if health.ok else "unhealthy", "reason": health.reason})
             routes = {
@@ -116,19 +133,19 @@ def _handler(app: HttpServer) -> type[BaseHTTPRequestHandler]:
             return None
 
         def _status(self) -> None:
-            self._json(HTTPStatus.OK, app.telemetry.status(app.settings.stale_after_s))
+            self._json(HTTPStatus.OK, app.state.snapshot().status(app.settings.stale_after_s))
 
         def _result(self) -> None:
-            result = app.telemetry.latest_result()
+            _, result, _ = app.state.latest()
             if result is None:
                 return self._error(HTTPStatus.NOT_FOUND, "no frame classified yet")
-            return self._json(HTTPStatus.OK, result)
+            return self._send(HTTPStatus.OK, result.encoded, "application/json")
 
         def _metrics(self) -> None:
-            self._send(HTTPStatus.OK, generate_latest(app.telemetry.registry), CONTENT_TYPE_LATEST)
+            self._send(HTTPStatus.OK, *exposition(app.registry))
 
         def _snapshot(self) -> None:
-            jpeg = app.telemetry.snapshot(app.settings.snapshot_width, app.settings.snapshot_quality)
+            jpeg = app.snapshot_jpeg()
             if jpeg is None:
                 return self._error(HTTPStatus.NOT_FOUND, "no frame classified yet")
             return self._send(HTTPStatus.OK, jpeg, "image/jpeg")
@@ -156,10 +173,10 @@ def _handler(app: HttpServer) -> type[BaseHTTPRequestHandler]:
                 return self._error(e.status, str(e))
             try:
                 with app.classify_lock:
-                    result = app.classify(image)
+                    classification = app.classify(image)
             except EdgesightError as e:  # the model could not take it: the client learns why, the server goes on
                 return self._error(HTTPStatus.UNPROCESSABLE_ENTITY, str(e))
-            return self._json(HTTPStatus.OK, result)
+            return self._json(HTTPStatus.OK, classification.to_json())
 
         def _authorized(self) -> bool:
             if app.authorized(self.headers.get("Authorization")):

@@ -1,21 +1,21 @@
 """JSON lines, one per result, to stdout or to a file rotated by size (``log.jsonl`` → ``log.jsonl.1`` …)."""
 
-import json
 import logging
 import os
 import signal
 import sys
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, BinaryIO
 
 from edge.publish.base import Sink
 from edge.publish.settings import OutputSettings, check
+from edge.result import Result
 
 log = logging.getLogger(__name__)
 
 
 class JsonlSink(Sink):
-    """Writes each submitted record as one compact JSON line; a failing write is counted, not raised."""
+    """Writes each submitted result as one compact JSON line; a failing write is counted, not raised."""
 
     def __init__(self, settings: OutputSettings, stream: IO[str] | None = None) -> None:
         check(settings, "output")
@@ -26,19 +26,18 @@ class JsonlSink(Sink):
         self._size = 0
         self._path = None if settings.jsonl == "-" else Path(settings.jsonl)
 
-    def _deliver(self, item: dict[str, Any]) -> None:
-        line = json.dumps(item, separators=(",", ":")) + "\n"
+    def _deliver(self, item: Result) -> None:
+        data = item.encoded + b"\n"
         if self._path is None:
             stream = self._stdout or sys.stdout
             try:
-                stream.write(line)
+                stream.write(data.decode())
                 stream.flush()
             except BrokenPipeError:
                 if self._stdout is not None:
                     raise
                 self._reader_gone()
             return
-        data = line.encode()
         if self._stream is None:
             self._open()
         if self._size and self._size + len(data) > self.settings.rotate_bytes:

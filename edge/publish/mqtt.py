@@ -24,7 +24,8 @@ from edge.errors import EXIT_CONFIG, EdgesightError
 from edge.publish.base import Sink
 from edge.publish.secrets import read_secret
 from edge.publish.settings import MqttSettings, check
-from edge.publish.telemetry import Telemetry
+from edge.result import Result
+from edge.state import LiveState
 
 log = logging.getLogger(__name__)
 
@@ -124,15 +125,15 @@ def discovery_messages(settings: MqttSettings, topics: Topics, model: str) -> li
 class MqttSink(Sink):
     """Publishes results to an MQTT broker; never blocks the caller, reconnects on its own.
 
-    ``telemetry``, when given, supplies the model version for ``state`` and the numbers for ``stats``.
+    ``state``, when given, supplies the model version for ``state`` and the numbers for ``stats``.
     """
 
-    def __init__(self, settings: MqttSettings, telemetry: Telemetry | None = None) -> None:
+    def __init__(self, settings: MqttSettings, state: LiveState | None = None) -> None:
         check(settings, "mqtt")
         super().__init__("mqtt", settings.queue_size)
         self.settings = settings
         self.topics = Topics.of(settings)
-        self.telemetry = telemetry
+        self.live_state = state
         self.throttled = 0  # results not published because of result_interval_s (by design, not a loss)
         self._submit_lock = threading.Lock()
         self._state: dict[str, Any] | None = None
@@ -186,9 +187,9 @@ class MqttSink(Sink):
 
     # The caller's side: turn a result into messages, without waiting for anything.
 
-    def submit(self, record: dict[str, Any]) -> None:
+    def submit(self, result: Result) -> None:
         """Queue ``result`` (rate-limited by ``result_interval_s``), and ``state`` + ``event`` when the
-        daemon's debounced state (``state``, ``state_changed`` in the record) changes."""
+        daemon's debounced state (``state``, ``state_changed`` of the result) changes."""
         now = time.monotonic()
         with self._submit_lock:
             publish_result = now - self._last_result_at >= self.settings.result_interval_s
@@ -196,19 +197,19 @@ class MqttSink(Sink):
                 self._last_result_at = now
             else:
                 self.throttled += 1
-            changed = bool(record.get("state_changed")) and record.get("state") is not None
+            changed = result.state_changed and result.state is not None
             before = self._state
             if changed:
-                model = self.telemetry.model if self.telemetry else None
+                model = self.live_state.model if self.live_state else None
                 self._state = {
-                    "label": record["state"],
-                    "score": record.get("smoothed", record).get("score"),
-                    "ts": record.get("ts", round(time.time(), 3)),
+                    "label": result.state,
+                    "score": round((result.smoothed or result).score, 4),
+                    "ts": round(result.ts, 3),
                     "model": model.name if model else None,
                     "model_version": model.version if model else None,
                 }
         if publish_result:
-            self._put(Message(self.topics.result, _json(record), self.settings.qos_result, False))
+            self._put(Message(self.topics.result, result.encoded, self.settings.qos_result, False))
         if changed:
             after = self._state
             assert after is not None
@@ -295,10 +296,10 @@ class MqttSink(Sink):
                 self._announce()
                 with self._cond:
                     self._announced = generation
-            if self.telemetry is not None and time.monotonic() >= next_stats:
+            if self.live_state is not None and time.monotonic() >= next_stats:
                 next_stats = time.monotonic() + interval
                 if self._connected:
-                    stats = self.telemetry.stats()
+                    stats = self.live_state.snapshot().stats()
                     self._send(Message(self.topics.stats, _json(stats), self.settings.qos_stats, False), count=False)
             item = self._take(self._ready, timeout=max(0.0, next_stats - time.monotonic()))
             if item is not None:
@@ -312,14 +313,15 @@ class MqttSink(Sink):
         """After every (re)connect: online, the discovery configs, the last state we handed over, stats."""
         self._send(Message(self.topics.available, ONLINE.encode(), 1, True), count=False)
         if self.settings.discovery:
-            model = self.telemetry.model if self.telemetry else None
-            name = f"{model.name} {model.version}" if model else ""
+            model = self.live_state.model if self.live_state else None
+            name = model.title if model else ""
             for message in discovery_messages(self.settings, self.topics, name):
                 self._send(message, count=False)
         if self._delivered_state is not None:
             self._send(self._delivered_state, count=False)
-        if self.telemetry is not None:
-            self._send(Message(self.topics.stats, _json(self.telemetry.stats()), self.settings.qos_stats, False), False)
+        if self.live_state is not None:
+            stats = self.live_state.snapshot().stats()
+            self._send(Message(self.topics.stats, _json(stats), self.settings.qos_stats, False), count=False)
 
     def _send(self, message: Message, count: bool = True) -> None:
         """Hand one message to paho; QoS 0 is delivered once written, QoS 1/2 once acknowledged."""

@@ -1,21 +1,27 @@
-"""Every configured output in one place: the service submits each result once and closes them together."""
+"""Every configured output in one place: the service submits each result once and closes them together.
+
+The MQTT sink and the HTTP server are imported only when configured, so a daemon without them never
+loads paho-mqtt or prometheus_client (less memory and a faster start on a Pi Zero).
+"""
 
 import logging
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING
 
 from edge.publish.base import Sink
-from edge.publish.http import Classify, HttpServer
 from edge.publish.jsonl import JsonlSink
-from edge.publish.mqtt import MqttSink
 from edge.publish.settings import HttpSettings, MqttSettings, OutputSettings
-from edge.publish.telemetry import Telemetry
+from edge.result import Result
+from edge.state import LiveState
+
+if TYPE_CHECKING:
+    from edge.publish.http import Classify, HttpServer
 
 log = logging.getLogger(__name__)
 
 
 class Outputs:
-    """The JSON lines sink, the MQTT sink and the HTTP server that the settings ask for, over one telemetry.
+    """The JSON lines sink, the MQTT sink and the HTTP server that the settings ask for, over one live state.
 
     Settings that are None leave that output off. Everything is checked when constructed (config
     errors exit 78 before anything starts); ``start`` and ``close`` run in the right order.
@@ -23,23 +29,25 @@ class Outputs:
 
     def __init__(
         self,
-        telemetry: Telemetry,
+        state: LiveState,
         *,
         output: OutputSettings | None = None,
         mqtt: MqttSettings | None = None,
         http: HttpSettings | None = None,
-        classify: Classify | None = None,
+        classify: "Classify | None" = None,
         stdout: IO[str] | None = None,
     ) -> None:
-        self.telemetry = telemetry
+        self.state = state
         self.sinks: list[Sink] = []
         if output is not None:
             self.sinks.append(JsonlSink(output, stream=stdout))
         if mqtt is not None:
-            self.sinks.append(MqttSink(mqtt, telemetry))
+            from edge.publish.mqtt import MqttSink
+
+            self.sinks.append(MqttSink(mqtt, state))
         for sink in self.sinks:
-            telemetry.add_sink(sink)
-        self.http = HttpServer(http, telemetry, classify) if http is not None else None
+            state.add_sink(sink)
+        self.http = _http_server(http, state, classify) if http is not None else None
 
     def start(self) -> None:
         for sink in self.sinks:
@@ -47,10 +55,10 @@ class Outputs:
         if self.http is not None:
             self.http.start()
 
-    def submit(self, record: dict[str, Any]) -> None:
+    def submit(self, result: Result) -> None:
         """Hand one result to every sink; returns at once whatever the destinations do."""
         for sink in self.sinks:
-            sink.submit(record)
+            sink.submit(result)
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop serving, then give each sink up to ``timeout`` seconds to deliver what it holds."""
@@ -73,3 +81,9 @@ class Outputs:
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         self.close()
+
+
+def _http_server(settings: HttpSettings, state: LiveState, classify: "Classify | None") -> "HttpServer":
+    from edge.publish.http import HttpServer
+
+    return HttpServer(settings, state, classify)

@@ -1,9 +1,11 @@
+import hashlib
 import json
 
 import pytest
 
 from edge.bundle import (
     SCHEMA_VERSION,
+    GoldenSample,
     load_bundle,
     manifest_to_dict,
     read_manifest,
@@ -15,9 +17,20 @@ from tests.helpers import MODEL, edit_manifest, manifest, written
 
 def test_manifest_round_trips_through_the_bundle(tmp_path):
     bundle = load_bundle(written(tmp_path))
-    assert bundle.manifest == manifest()
+    png_sha256 = hashlib.sha256(b"png").hexdigest()
+    assert bundle.manifest == manifest(golden=(GoldenSample("golden/00_cat.png", "cat", (100.0, -100.0), png_sha256),))
     assert (bundle.path / "labels.txt").read_text() == "cat\ndog\n"
     assert json.loads((bundle.path / "manifest.json").read_text())["schema_version"] == SCHEMA_VERSION
+
+
+@pytest.mark.parametrize("kind", ["probabilities", "logits", "auto"])
+def test_every_scores_kind_round_trips(tmp_path, kind):
+    assert load_bundle(written(tmp_path, scores=kind)).manifest.scores == kind
+
+
+def test_a_manifest_built_with_an_unknown_scores_kind_is_refused():
+    with pytest.raises(ValueError, match="scores must be one of probabilities, logits, auto"):
+        manifest(scores="odds")
 
 
 def test_rewriting_a_bundle_replaces_it_whole(tmp_path):
@@ -35,7 +48,7 @@ def test_rewriting_a_bundle_replaces_it_whole(tmp_path):
         (lambda d: d["input"].update(dtype="float16"), "input.dtype must be one of int8, uint8, float32"),
         (lambda d: d["input"].update(zero_point="0"), "input.zero_point must be an integer"),
         (lambda d: d.update(labels=[]), "labels must be a non-empty list"),
-        (lambda d: d.update(scores="odds"), "scores must be one of probabilities, logits"),
+        (lambda d: d.update(scores="odds"), "scores must be one of probabilities, logits, auto"),
         (lambda d: d.update(schema_version=SCHEMA_VERSION + 1), "newer than this edgesight reads"),
         (lambda d: d["golden"][0].pop("label"), "golden[0].label is missing"),
         (lambda d: d["preprocess"].update(version=3), "preprocess: version must be one of 1, 2 (got 3)"),
@@ -69,6 +82,23 @@ def test_missing_golden_image_is_refused(tmp_path):
     (bundle / "golden" / "00_cat.png").unlink()
     with pytest.raises(EdgesightError, match="golden sample missing"):
         load_bundle(bundle)
+
+
+def test_an_edited_golden_file_is_named_as_a_modified_bundle_not_a_runtime_fault(tmp_path):
+    bundle = written(tmp_path)
+    (bundle / "golden" / "00_cat.png").write_bytes(b"png, edited")
+    with pytest.raises(EdgesightError) as edited:
+        load_bundle(bundle)
+    assert "golden/00_cat.png: golden sample changed since the bundle was written" in str(edited.value)
+    assert "the bundle was modified, not the runtime" in str(edited.value)
+    assert edited.value.exit_code == EXIT_DATA
+
+
+def test_a_bundle_written_before_golden_hashes_were_recorded_still_loads(tmp_path):
+    bundle = written(tmp_path)
+    edit_manifest(bundle, lambda d: [sample.pop("sha256") for sample in d["golden"]])
+    (bundle / "golden" / "00_cat.png").write_bytes(b"png, edited")  # nothing to tell it by: the golden check will
+    assert load_bundle(bundle).manifest.golden[0].sha256 == ""
 
 
 def test_missing_directory_and_non_bundle(tmp_path):

@@ -19,19 +19,19 @@ from tests.helpers import CLIP_FRAMES, CLIP_HEIGHT, CLIP_WIDTH, drain, take_all,
 
 
 def test_video_file_delivers_every_frame_in_order_with_timestamps(camera_clip):
-    mailbox, health, thread, _ = drain(open_source(SourceConfig(uri=str(camera_clip))))
+    mailbox, state, thread, _ = drain(open_source(SourceConfig(uri=str(camera_clip))))
     frames = take_all(mailbox)
     thread.join(10)
     assert [f.index for f in frames] == list(range(CLIP_FRAMES))
-    assert frames[0].image.shape == (CLIP_HEIGHT, CLIP_WIDTH, 3)
+    assert frames[0].image.shape == (CLIP_HEIGHT, CLIP_WIDTH, 3) and frames[0].path is None
     assert all(b.captured >= a.captured for a, b in itertools.pairwise(frames))
-    snapshot = health.snapshot()
+    snapshot = state.snapshot()
     assert snapshot.frames_captured == CLIP_FRAMES and snapshot.frames_dropped == 0
     assert snapshot.source_state == "ended"
 
 
 def test_looped_video_file_restarts_at_its_end(camera_clip):
-    mailbox, _health, thread, stop = drain(open_source(SourceConfig(uri=str(camera_clip), loop=True)))
+    mailbox, _state, thread, stop = drain(open_source(SourceConfig(uri=str(camera_clip), loop=True)))
     frames = take_all(mailbox, limit=CLIP_FRAMES + 20)
     stop.set()
     mailbox.close()
@@ -43,7 +43,7 @@ def test_looped_video_file_restarts_at_its_end(camera_clip):
 
 def test_paced_video_drops_stale_frames_and_frame_age_stays_bounded(camera_clip):
     """A source faster than inference: the consumer always gets the newest frame, never a backlog."""
-    mailbox, health, thread, stop = drain(open_source(SourceConfig(uri=str(camera_clip), pace=True, loop=True)))
+    mailbox, state, thread, stop = drain(open_source(SourceConfig(uri=str(camera_clip), pace=True, loop=True)))
     ages, indices = [], []
     slow_inference = threading.Event()  # never set: wait() stands in for a model slower than the camera
     for _ in range(10):
@@ -55,7 +55,7 @@ def test_paced_video_drops_stale_frames_and_frame_age_stays_bounded(camera_clip)
     stop.set()
     mailbox.close()
     thread.join(10)
-    snapshot = health.snapshot()
+    snapshot = state.snapshot()
     # The clip at 12.5 fps against ~3 fps: most frames are dropped; without dropping the 10th frame would be ~2 s old.
     assert snapshot.frames_dropped >= 10
     assert all(b - a >= 2 for a, b in itertools.pairwise(indices))
@@ -63,15 +63,17 @@ def test_paced_video_drops_stale_frames_and_frame_age_stays_bounded(camera_clip)
     assert max(ages) < 1000, ages
 
 
-def test_image_folder_skips_and_counts_undecodable_files(tmp_path):
+def test_image_folder_skips_and_counts_undecodable_files_and_frames_name_their_file(tmp_path):
     for i in range(3):
         cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((20, 30, 3), i * 50, np.uint8))
     (tmp_path / "1b.png").write_bytes(b"\x89PNG broken")
-    mailbox, health, thread, _ = drain(open_source(SourceConfig(uri=str(tmp_path))))
+    mailbox, state, thread, _ = drain(open_source(SourceConfig(uri=str(tmp_path))))
     frames = take_all(mailbox)
     thread.join(10)
     assert [int(f.image[0, 0, 0]) for f in frames] == [0, 50, 100]
-    assert health.snapshot().frames_skipped == 1
+    assert [f.path for f in frames] == [str(tmp_path / f"{i}.png") for i in range(3)]
+    snapshot = state.snapshot()
+    assert (snapshot.frames_skipped, snapshot.frames_captured, snapshot.source_state) == (1, 3, "ended")
 
 
 def test_glob_and_missing_sources(tmp_path):
@@ -85,11 +87,11 @@ def test_glob_and_missing_sources(tmp_path):
 def test_corrupt_video_file_fails_the_capture_with_a_clear_error(tmp_path):
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
-    mailbox, health, thread, _ = drain(open_source(SourceConfig(uri=str(broken))))
+    mailbox, state, thread, _ = drain(open_source(SourceConfig(uri=str(broken))))
     with pytest.raises(EdgesightError, match="cannot decode this video file"):
         mailbox.take(timeout=10)
     thread.join(10)
-    assert health.snapshot().source_state == "failed"
+    assert state.snapshot().source_state == "failed"
 
 
 def jpegs(count: int = 4) -> list[bytes]:
@@ -105,20 +107,20 @@ def test_mjpeg_stream_dies_and_comes_back(mjpeg_server):
     server = mjpeg_server(jpegs(), fps=30)
     source = open_source(SourceConfig(uri=server.url, timeout_s=2))
     assert source.live and source.description.startswith("stream http://127.0.0.1")
-    mailbox, health, thread, stop = drain(source)
+    mailbox, state, thread, stop = drain(source)
     try:
         first = mailbox.take(timeout=20)
         assert first is not None and first.image.shape == (120, 160, 3)
         server.stop()
-        wait_for(lambda: health.snapshot().source_state == "reconnecting", what="the loss to be noticed")
-        failures_seen = health.snapshot().reconnects
-        wait_for(lambda: health.snapshot().reconnects > failures_seen, what="a retry against the dead server")
+        wait_for(lambda: state.snapshot().source_state == "reconnecting", what="the loss to be noticed")
+        failures_seen = state.snapshot().reconnects
+        wait_for(lambda: state.snapshot().reconnects > failures_seen, what="a retry against the dead server")
         mailbox.take(timeout=0.01)  # empty the slot: what arrives next comes after the restart
         server.start()
         again = wait_for(lambda: mailbox.take(timeout=0.5), what="frames after the restart")
         assert again.index > first.index
-        assert health.snapshot().source_state == "open" and server.connections >= 2
-        assert "stream http://127.0.0.1" in health.snapshot().source_error
+        assert state.snapshot().source_state == "open" and server.connections >= 2
+        assert "stream http://127.0.0.1" in state.snapshot().source_error
     finally:
         stop.set()
         mailbox.close()
@@ -128,10 +130,10 @@ def test_mjpeg_stream_dies_and_comes_back(mjpeg_server):
 
 def test_camera_that_does_not_open_is_retried_not_fatal():
     """No /dev/video99 here: the source keeps retrying with backoff until stopped."""
-    mailbox, health, thread, stop = drain(open_source(SourceConfig(uri="/dev/video99", timeout_s=1)))
-    wait_for(lambda: health.snapshot().reconnects >= 2, what="two retries")
-    assert health.snapshot().source_state == "reconnecting"
-    assert "camera /dev/video99 cannot be opened" in health.snapshot().source_error
+    mailbox, state, thread, stop = drain(open_source(SourceConfig(uri="/dev/video99", timeout_s=1)))
+    wait_for(lambda: state.snapshot().reconnects >= 2, what="two retries")
+    assert state.snapshot().source_state == "reconnecting"
+    assert "camera /dev/video99 cannot be opened" in state.snapshot().source_error
     stop.set()
     thread.join(10)
     assert not thread.is_alive()
@@ -168,17 +170,17 @@ def test_picamera2_reads_lores_at_the_model_size_with_few_buffers_in_bgr(fake_pi
 def test_picamera2_that_stops_delivering_is_reopened(fake_picamera2):
     fake_picamera2.fail_after = 3
     source = open_source(SourceConfig(uri="picamera2:1", lores_width=64, lores_height=48, buffers=3))
-    mailbox, health, thread, stop = drain(source)
+    mailbox, state, thread, stop = drain(source)
     try:
-        wait_for(lambda: health.snapshot().reconnects >= 1 and len(fake_picamera2.instances) >= 2, what="reopen")
-        assert "fake: the camera stopped delivering" in health.snapshot().source_error
+        wait_for(lambda: state.snapshot().reconnects >= 1 and len(fake_picamera2.instances) >= 2, what="reopen")
+        assert "fake: the camera stopped delivering" in state.snapshot().source_error
         assert fake_picamera2.instances[0].closed  # the failed camera was released before reopening
         assert all(c.camera_num == 1 and c.config["buffer_count"] == 3 for c in fake_picamera2.instances)
     finally:
         stop.set()
         mailbox.close()
         thread.join(10)
-    assert health.snapshot().frames_captured >= 3
+    assert state.snapshot().frames_captured >= 3
 
 
 def test_picamera2_missing_names_the_fix(monkeypatch):

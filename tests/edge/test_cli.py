@@ -142,6 +142,34 @@ def test_golden_check_refuses_a_bundle_whose_preprocessing_was_altered(digits_bu
     assert_one_line_error(result, 65, "golden check failed")
 
 
+def test_an_edited_golden_image_is_reported_as_a_modified_bundle(digits_bundle, digits_dir, tmp_path):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(digits_bundle, bundle)
+    golden = sorted((bundle / "golden").iterdir())[0]
+    cv2.imwrite(str(golden), 255 - cv2.imread(str(golden)))  # a person "fixed" the sample
+    image = sorted((digits_dir / "1").iterdir())[0]
+    result = run_cli("edgesight", "classify", "--model", str(bundle), str(image))
+    assert_one_line_error(result, 65, f"golden/{golden.name}: golden sample changed", "the bundle was modified")
+    assert "does not reproduce" not in result.stderr
+
+
+def test_an_old_bundle_without_golden_hashes_loads_and_its_failed_check_names_both_causes(
+    digits_bundle, digits_dir, tmp_path
+):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(digits_bundle, bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    for sample in manifest["golden"]:
+        sample.pop("sha256")
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    image = sorted((digits_dir / "1").iterdir())[0]
+    assert run_cli("edgesight", "classify", "--model", str(bundle), str(image)).returncode == 0
+    golden = sorted((bundle / "golden").iterdir())[0]
+    cv2.imwrite(str(golden), 255 - cv2.imread(str(golden)))
+    result = run_cli("edgesight", "classify", "--model", str(bundle), str(image))
+    assert_one_line_error(result, 65, "golden check failed", "or the file was edited")
+
+
 def test_unknown_config_key_exits_78(digits_bundle, tmp_path):
     config = tmp_path / "edgesight.toml"
     config.write_text(f'[source]\nuri = "x.mp4"\nframerate = 5\n[model]\npath = "{digits_bundle}"\n')

@@ -98,7 +98,7 @@ def opencv_area(frame: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def halved_2x2(image: np.ndarray) -> np.ndarray:
-    """2×2 averages rounded half up, written out in numpy: the contract, independent of OpenCV's fast path."""
+    """2x2 averages rounded half up, written out in numpy: the contract, independent of OpenCV's fast path."""
     h, w = image.shape[0] // 2, image.shape[1] // 2
     sums = image.reshape(h, 2, w, 2, -1).astype(np.uint16).sum(axis=(1, 3))
     return ((sums + 2) >> 2).astype(np.uint8).reshape(h, w, *image.shape[2:])

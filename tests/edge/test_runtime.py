@@ -69,6 +69,7 @@ def test_labels_file_with_a_leading_background_class(digits_tflite, tmp_path):
 
 def test_float_model_emitting_logits_gets_a_softmax(digits_tflite, digits_dir):
     classifier = load_classifier(plain(digits_tflite["float32"], mean=(0.0,), std=(1.0,)))
+    assert classifier.manifest.scores == "auto"  # a plain model does not say: its output is looked at
     result = classifier.classify(read_image(sorted((digits_dir / "4").iterdir())[0]))
     assert result.probabilities.sum() == pytest.approx(1.0, abs=1e-3) and result.label == "4"
 

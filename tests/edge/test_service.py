@@ -1,7 +1,10 @@
 """The daemon loop in-process, with the session's trained digits bundle and real sources."""
 
+import json
+import shutil
 import threading
 import time
+import urllib.request
 
 import cv2
 import numpy as np
@@ -9,9 +12,11 @@ import pytest
 
 from edge.config import Config, DataLoopConfig, ModelConfig, ResultsConfig, SourceConfig
 from edge.errors import EXIT_CONFIG, EdgesightError
-from edge.health import Health
+from edge.publish.settings import HttpSettings
+from edge.result import Result
 from edge.service import run
-from tests.helpers import CLIP_FRAMES, CLIP_HEIGHT, CLIP_WIDTH, digit_jpegs, wait_for
+from edge.state import LiveState
+from tests.helpers import CLIP_FRAMES, CLIP_HEIGHT, CLIP_WIDTH, digit_jpegs, free_port, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -19,10 +24,10 @@ RESULT_KEYS = {"ts", "frame", "label", "score", "topk", "latency_ms", "frame_age
 
 
 class Daemon:
-    """``edge.service.run`` in a thread, collecting what it emits."""
+    """``edge.service.run`` in a thread, collecting the JSON of what it emits."""
 
     def __init__(self, config: Config, emit_delay: float = 0.0) -> None:
-        self.config, self.results, self.health = config, [], Health()
+        self.config, self.results, self.state = config, [], LiveState()
         self.stop = threading.Event()
         self.error: BaseException | None = None
         self.final = None
@@ -31,14 +36,14 @@ class Daemon:
         self.thread = threading.Thread(target=self._run, name="daemon-under-test")
         self.thread.start()
 
-    def _emit(self, record: dict) -> None:
-        self.results.append(record)
+    def _emit(self, result: Result) -> None:
+        self.results.append(result.to_json())
         if self._delay:
             self._emit_delay.wait(self._delay)  # stands in for inference slower than the source
 
     def _run(self) -> None:
         try:
-            self.final = run(self.config, self.stop, self._emit, self.health)
+            self.final = run(self.config, self.stop, self._emit, self.state)
         except BaseException as e:
             self.error = e
 
@@ -63,8 +68,8 @@ def test_video_file_every_frame_classified_with_its_age(digits_bundle, camera_cl
     assert all(r["frame_age_ms"] >= r["latency_ms"] for r in daemon.results)
     final = daemon.final
     assert (final.frames_captured, final.frames_classified, final.frames_dropped) == (CLIP_FRAMES, CLIP_FRAMES, 0)
-    assert final.source_state == "ended" and final.model["golden_checked"] >= 1
-    assert final.last_result["frame"] == CLIP_FRAMES - 1 and final.model["fast_preprocessing"] is True
+    assert final.source_state == "ended" and final.model.golden_checked >= 1
+    assert final.result.frame == CLIP_FRAMES - 1 and final.model.fast_preprocessing is True
 
 
 def test_mjpeg_stream_dies_and_the_daemon_classifies_again(digits_bundle, digits_dir, mjpeg_server):
@@ -73,11 +78,11 @@ def test_mjpeg_stream_dies_and_the_daemon_classifies_again(digits_bundle, digits
     try:
         wait_for(lambda: len(daemon.results) >= 5, what="results from the stream")
         server.stop()
-        wait_for(lambda: daemon.health.snapshot().source_state == "reconnecting", what="the loss to be noticed")
+        wait_for(lambda: daemon.state.snapshot().source_state == "reconnecting", what="the loss to be noticed")
         before = len(daemon.results)
         server.start()
         wait_for(lambda: len(daemon.results) >= before + 5, what="results after the restart")
-        snapshot = daemon.health.snapshot()
+        snapshot = daemon.state.snapshot()
         assert snapshot.reconnects >= 1 and snapshot.source_state == "open"
     finally:
         daemon.finish()
@@ -132,6 +137,40 @@ def test_threshold_smoothing_and_data_loop(digits_bundle, digits_dir, tmp_path):
     assert sum(p.stat().st_size for p in (tmp_path / "loop").iterdir()) <= 0.1 * 1024 * 1024
 
 
+def test_results_from_a_glob_source_name_their_image_file(digits_bundle, digits_dir, tmp_path):
+    for digit in "508":
+        shutil.copy(sorted((digits_dir / digit).iterdir())[0], tmp_path / f"digit-{digit}.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    daemon = Daemon(config(str(tmp_path / "digit-*"), digits_bundle))
+    daemon.thread.join(60)
+    daemon.finish()
+    assert [r["path"] for r in daemon.results] == [str(tmp_path / f"digit-{digit}.png") for digit in "058"]
+    assert list(daemon.results[0])[:3] == ["ts", "frame", "path"]
+
+
+def test_post_classify_applies_the_daemons_threshold(digits_bundle, digits_dir):
+    image_path = sorted((digits_dir / "6").iterdir())[0]
+    port = free_port()
+    cfg = Config(
+        source=SourceConfig(uri=str(image_path), loop=True, max_fps=20),
+        model=ModelConfig(path=str(digits_bundle)),
+        results=ResultsConfig(threshold=1.0),  # above any int8 score: every label is "unknown"
+        http=HttpSettings(port=port),
+    )
+    daemon = Daemon(cfg)
+    try:
+        wait_for(lambda: daemon.results, what="a result")
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/classify", data=image_path.read_bytes(), headers={"Content-Type": "image/png"}
+        )
+        with urllib.request.urlopen(request, timeout=20) as response:
+            answer = json.load(response)
+    finally:
+        daemon.finish()
+    assert answer["label"] == daemon.results[0]["label"] == "unknown"
+    assert answer["score"] == daemon.results[0]["score"] and answer["topk"] == daemon.results[0]["topk"]
+
+
 def test_roi_outside_the_frame_is_a_config_error(digits_bundle, camera_clip):
     roi = (CLIP_WIDTH - 68, 0, 100, 100)
     daemon = Daemon(config(str(camera_clip), digits_bundle, roi=roi))
@@ -157,9 +196,9 @@ def test_max_fps_spaces_classifications_at_least_its_interval(digits_bundle, dig
     emitted = []
 
     class Timed(Daemon):
-        def _emit(self, record: dict) -> None:
+        def _emit(self, result: Result) -> None:
             emitted.append(time.monotonic())
-            super()._emit(record)
+            super()._emit(result)
 
     daemon = Timed(config(str(digits_dir / "1"), digits_bundle, max_fps=20))
     wait_for(lambda: len(emitted) >= 8, what="eight results")

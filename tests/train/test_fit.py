@@ -49,6 +49,19 @@ def test_an_interrupted_run_resumes_after_its_last_epoch(small_digits, cache_dir
 
 
 @pytest.mark.slow
+def test_resume_with_more_epochs_records_them_in_config_json(small_digits, cache_dir, tmp_path):
+    config = FitConfig(data=str(small_digits), out=str(tmp_path / "run"), cache_dir=str(cache_dir), **SMALL)
+    fit(replace(config, epochs=1))
+    result = run_cli(
+        "edgesight-train", "fit", str(small_digits), "--out", str(tmp_path / "run"), "--resume", "--epochs", "2",
+        timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["epochs"] == 2
+    assert [r["epoch"] for r in history(tmp_path / "run")] == ["0", "1"]
+
+
+@pytest.mark.slow
 def test_the_kept_model_is_the_epoch_with_the_best_validation_loss(digits_run, cache_dir):
     from train.cache import prepared
     from train.data import discover

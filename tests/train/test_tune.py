@@ -6,7 +6,16 @@ import json
 import pytest
 
 from tests.helpers import run_cli
-from train.config import config_from_dict
+from train.config import DEFAULT_EPOCHS, FitConfig, config_from_dict
+from train.tune import best_settings, final_epochs
+
+
+def test_best_json_carries_the_full_fits_epochs_not_the_short_trials():
+    assert final_epochs(trial_epochs=5, asked=None) == DEFAULT_EPOCHS
+    assert final_epochs(trial_epochs=80, asked=None) == 80  # never shorter than a trial
+    assert final_epochs(trial_epochs=5, asked=12) == 12
+    settings = best_settings(FitConfig(data="d", out="o", epochs=5, learning_rate=1e-3), epochs=40)
+    assert settings["epochs"] == 40 and settings["learning_rate"] == 1e-3 and "data" not in settings
 
 
 @pytest.mark.slow
@@ -30,6 +39,8 @@ def test_tune_writes_a_results_table_and_a_best_config_for_fit(small_digits, cac
         "none",
         "--cache-dir",
         str(cache_dir),
+        "--final-epochs",
+        "12",
         timeout=600,
     )
     assert result.returncode == 0, result.stderr
@@ -39,7 +50,8 @@ def test_tune_writes_a_results_table_and_a_best_config_for_fit(small_digits, cac
     assert all(3e-4 <= float(r["learning_rate"]) <= 1e-2 and 0 <= float(r["augment"]) <= 1.5 for r in rows)
     best = json.loads((out / "best.json").read_text())
     config = config_from_dict(best | {"data": str(small_digits), "out": str(tmp_path / "again")}, "best.json")
-    assert config.size == 16 and config.epochs == 1
+    assert config.size == 16 and config.epochs == 12  # the full fit's epochs, not the trials' 1
+    assert "best.json sets epochs 12 for the full fit (the trials ran 1;" in result.stdout
     assert max(float(r["val_accuracy"]) for r in rows) == pytest.approx(
         float(result.stdout.split("best val accuracy ")[1].split(";")[0]), abs=1e-4
     )

@@ -17,10 +17,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge.errors import EXIT_CONFIG, EdgesightError
+from edge.postprocess import Classification
 from edge.publish.http import HttpServer
 from edge.publish.jsonl import JsonlSink
 from edge.publish.settings import HttpSettings, OutputSettings
-from edge.publish.telemetry import Telemetry
+from edge.result import Result
+from edge.state import LiveState, ModelInfo
 from tests.helpers import wait_for
 
 
@@ -46,48 +48,79 @@ def png_claiming(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk
 
 
-def never(_image: np.ndarray) -> dict:
+def never(_image: np.ndarray) -> Classification:
     pytest.fail("a refused upload reached the model")
+
+
+def fake_result(label: str, frame: int = 0) -> Result:
+    return Result(
+        ts=1764061200.0, frame=frame, label=label, score=0.75, topk=((label, 0.75), ("x", 0.25)), latency_ms=1.0,
+        frame_age_ms=1.0,
+    )  # fmt: skip
 
 
 @pytest.fixture
 def live(digits_classifier, digit_images):
-    """A telemetry fed with real classifications of a few digits, and the server over it."""
-    telemetry = Telemetry("pi-test")
+    """A live state fed with real classifications of a few digits, and the server over it."""
+    state = LiveState("pi-test")
     manifest = digits_classifier.manifest
-    telemetry.set_model(
-        manifest.name, manifest.version, sha256=manifest.model_sha256, runtime="ai-edge-litert", labels=manifest.labels
-    )
-    telemetry.set_source_state(True)
-    server = HttpServer(HttpSettings(port=0), telemetry, classify=lambda img: digits_classifier.classify(img).to_json())
+    state.set_model(
+        ModelInfo(
+            manifest.name, manifest.version, sha256=manifest.model_sha256, runtime="ai-edge-litert",
+            labels=manifest.labels,
+        )
+    )  # fmt: skip
+    state.set_source("digits")
+    state.set_source_state("open")
+    server = HttpServer(HttpSettings(port=0), state, classify=digits_classifier.classify)
     server.start()
 
-    def feed(label: str, n: int = 1) -> dict:
+    def feed(label: str, n: int = 1) -> Result:
         for i in range(n):
             image = cv2.imread(str(digit_images[label][i % 5]))
-            result = {"ts": round(time.time(), 3), "frame": i, **digits_classifier.classify(image).to_json()}
-            telemetry.on_result(image, result, frame_age_ms=12.0, latency_ms=result["latency_ms"])
+            c = digits_classifier.classify(image)
+            result = Result(time.time(), i, c.label, c.score, c.topk, c.latency_ms, frame_age_ms=12.0)
+            state.on_result(result, image)
         return result
 
-    yield server, telemetry, feed
+    yield server, state, feed
     server.close()
 
 
 def test_healthz_follows_model_source_and_frames():
-    telemetry = Telemetry("pi-test")
-    server = HttpServer(HttpSettings(port=0, stale_after_s=60), telemetry)
+    state = LiveState("pi-test")
+    server = HttpServer(HttpSettings(port=0, stale_after_s=60), state)
     server.start()
     try:
         status, _, body = request(server.url + "/healthz")
         assert status == 503 and json.loads(body) == {"status": "unhealthy", "reason": "no model loaded"}
-        telemetry.set_model("digits", "1")
-        telemetry.set_source_state(True)
+        state.set_model(ModelInfo("digits", "1"))
+        state.set_source_state("open")
         assert json.loads(request(server.url + "/healthz")[2])["reason"] == "no frame classified yet"
-        telemetry.on_result(None, {"label": "1", "score": 1.0, "topk": [["1", 1.0]]}, 1.0, 1.0)
+        state.on_result(fake_result("1"))
         assert request(server.url + "/healthz")[:1] == (200,)
-        telemetry.set_source_state(False, "camera unplugged")
+        state.set_source_state("reconnecting", "camera unplugged")
         status, _, body = request(server.url + "/healthz")
-        assert status == 503 and json.loads(body)["reason"] == "source: camera unplugged"
+        assert status == 503 and json.loads(body)["reason"] == "source: reconnecting: camera unplugged"
+    finally:
+        server.close()
+
+
+def test_snapshot_draws_on_a_copy_and_is_encoded_once_per_frame():
+    state = LiveState()
+    server = HttpServer(HttpSettings(port=0, snapshot_width=320, snapshot_quality=80), state)
+    try:
+        assert server.snapshot_jpeg() is None
+        frame = np.full((48, 64, 3), 200, np.uint8)
+        state.on_result(fake_result("cat"), frame)
+        first = server.snapshot_jpeg()
+        assert first is not None and server.snapshot_jpeg() is first  # cached until the next frame
+        assert (frame == 200).all()  # the service's frame is not drawn on
+        image = cv2.imdecode(np.frombuffer(first, np.uint8), cv2.IMREAD_COLOR)
+        assert image.shape == (240, 320, 3)
+        assert image[5:40, 170:300].mean() < 200  # the top-k panel and bar are drawn at the top
+        state.on_result(fake_result("dog", 1), frame)
+        assert server.snapshot_jpeg() != first
     finally:
         server.close()
 
@@ -99,7 +132,7 @@ def test_api_result_and_status_show_the_latest_real_result(live):
     result = feed("4", 3)
     status, headers, body = request(server.url + "/api/result")
     assert status == 200 and headers["Content-Type"] == "application/json"
-    assert json.loads(body) == result and result["label"] == "4"
+    assert json.loads(body) == result.to_json() and result.label == "4"
     document = json.loads(request(server.url + "/api/status")[2])
     assert document["model"]["name"] == "digits" and document["model"]["labels"] == [str(d) for d in range(10)]
     assert document["counters"] == {"frames": 3, "dropped_frames": 0}
@@ -109,13 +142,13 @@ def test_api_result_and_status_show_the_latest_real_result(live):
 
 @pytest.mark.slow
 def test_metrics_parse_with_prometheus_parser(live, tmp_path):
-    server, telemetry, feed = live
+    server, state, feed = live
     sink = JsonlSink(OutputSettings(jsonl=str(tmp_path / "r.jsonl")))
-    telemetry.add_sink(sink)
+    state.add_sink(sink)
     sink.start()
     feed("2", 4)
-    sink.submit({"label": "2"})
-    telemetry.on_drop(2)
+    sink.submit(fake_result("2"))
+    state.on_capture(0.0, captured=6, dropped=2)
     wait_for(lambda: sink.counters().delivered == 1, what="the jsonl sink")
     status, headers, body = request(server.url + "/metrics")
     assert status == 200 and headers["Content-Type"].startswith("text/plain")
@@ -176,12 +209,12 @@ def test_post_classify_answers_like_the_classify_command(live, digits_classifier
     ids=["text", "mislabelled", "wrong-type", "bomb", "truncated", "no-header"],
 )
 def test_bad_uploads_are_refused_before_the_model(body, content_type, status, fragment):
-    server = HttpServer(HttpSettings(port=0), Telemetry(), classify=never)
+    server = HttpServer(HttpSettings(port=0), LiveState(), classify=never)
     server.start()
     try:
         code, _, answer = request(server.url + "/api/classify", body, {"Content-Type": content_type})
         assert code == status and fragment in json.loads(answer)["error"]
-        big = HttpServer(HttpSettings(port=0, max_upload_bytes=100), Telemetry(), classify=never)
+        big = HttpServer(HttpSettings(port=0, max_upload_bytes=100), LiveState(), classify=never)
     finally:
         server.close()
     big.start()
@@ -197,7 +230,7 @@ def test_bad_uploads_are_refused_before_the_model(body, content_type, status, fr
 def test_bearer_token_guards_data_but_not_the_page_or_healthz(tmp_path, monkeypatch):
     (tmp_path / "http_token").write_text("s3cret-token\n")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
-    server = HttpServer(HttpSettings(port=0), Telemetry(), classify=never)
+    server = HttpServer(HttpSettings(port=0), LiveState(), classify=never)
     server.start()
     try:
         status, headers, _ = request(server.url + "/api/status")
@@ -212,10 +245,10 @@ def test_bearer_token_guards_data_but_not_the_page_or_healthz(tmp_path, monkeypa
 
 @pytest.mark.slow
 def test_a_port_in_use_is_a_config_error(live):
-    server, telemetry, _ = live
+    server, state, _ = live
     port = int(server.url.rsplit(":", 1)[1])
     with pytest.raises(EdgesightError) as error:
-        HttpServer(HttpSettings(port=port), telemetry)
+        HttpServer(HttpSettings(port=port), state)
     assert error.value.exit_code == EXIT_CONFIG and f"127.0.0.1:{port}" in str(error.value)
 
 
@@ -237,7 +270,7 @@ def chromium(*args: str, user_data: str) -> subprocess.CompletedProcess:
 def test_page_in_headless_chromium_shows_the_current_label_and_top_k(live, tmp_path):
     server, _, feed = live
     result = feed("7", 3)
-    assert result["label"] == "7"
+    assert result.label == "7"
     dom = chromium("--dump-dom", server.url + "/", user_data=str(tmp_path / "profile-dom"))
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert '<div id="label">7</div>' in dom.stdout

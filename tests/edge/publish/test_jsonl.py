@@ -8,10 +8,12 @@ import pytest
 from edge.errors import EXIT_CONFIG, EdgesightError
 from edge.publish.jsonl import JsonlSink
 from edge.publish.settings import OutputSettings
+from edge.result import Result
 
 
-def record(n: int) -> dict:
-    return {"ts": 1764061200.0 + n, "frame": n, "label": str(n % 10), "score": 0.5, "topk": [[str(n % 10), 0.5]]}
+def record(n: int) -> Result:
+    label = str(n % 10)
+    return Result(1764061200.0 + n, n, label, 0.5, ((label, 0.5),), latency_ms=1.0, frame_age_ms=2.0)
 
 
 def test_stdout_gets_one_compact_line_per_record_in_order():
@@ -22,13 +24,13 @@ def test_stdout_gets_one_compact_line_per_record_in_order():
         sink.submit(record(n))
     sink.close(timeout=5)
     lines = stream.getvalue().splitlines()
-    assert [json.loads(line) for line in lines] == [record(n) for n in range(20)]
+    assert [json.loads(line) for line in lines] == [record(n).to_json() for n in range(20)]
     assert " " not in lines[0]
 
 
 def test_file_rotates_by_size_and_keeps_the_newest_files(tmp_path):
     path = tmp_path / "results.jsonl"
-    line_bytes = len(json.dumps(record(10), separators=(",", ":"))) + 1
+    line_bytes = len(record(10).encoded) + 1
     sink = JsonlSink(OutputSettings(jsonl=str(path), rotate_bytes=10 * line_bytes, keep=2))
     sink.start()
     for n in range(10, 60):

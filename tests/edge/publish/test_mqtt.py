@@ -14,14 +14,16 @@ from edge.config import ResultsConfig
 from edge.errors import EXIT_CONFIG, EdgesightError
 from edge.publish.mqtt import MqttSink
 from edge.publish.settings import MqttSettings
-from edge.publish.telemetry import Telemetry
-from edge.results import ResultFilter
+from edge.result import Result
+from edge.smoothing import ResultFilter
+from edge.state import LiveState, ModelInfo
 from tests.helpers import DEADLINE_S, ROOT, free_port, get_json, wait_for
 
 pytestmark = pytest.mark.system
 
 DEVICE = "pi-test"
 BASE = f"edgesight/{DEVICE}"
+RESULT_KEYS = {"ts", "frame", "label", "score", "topk", "latency_ms", "frame_age_ms", "state", "state_changed"}
 OUTAGE_RESULTS = 150  # results the daemon classifies and queues while the broker is down (3 s at 50 fps)
 
 
@@ -35,31 +37,32 @@ def started(sink: MqttSink) -> MqttSink:
     return sink
 
 
-def fake_result(n: int, label: str, state_changed: bool = False) -> dict:
-    """A result dict shaped like the service's, for tests about the protocol rather than the model."""
-    return {
-        "ts": 1764061200.0 + n,
-        "frame": n,
-        "label": label,
-        "score": 0.9,
-        "topk": [[label, 0.9]],
-        "latency_ms": 1.0,
-        "state": label,
-        "state_changed": state_changed,
-    }
+def fake_result(n: int, label: str, state_changed: bool = False, latency_ms: float = 1.0) -> Result:
+    """A result for tests about the protocol rather than the model."""
+    return Result(
+        ts=1764061200.0 + n,
+        frame=n,
+        label=label,
+        score=0.9,
+        topk=((label, 0.9),),
+        latency_ms=latency_ms,
+        frame_age_ms=3.0,
+        state=label,
+        state_changed=state_changed,
+    )
 
 
 @pytest.fixture
-def telemetry() -> Telemetry:
-    t = Telemetry(DEVICE)
-    t.set_model("digits", "2026.11.25", sha256="ab" * 32, runtime="ai-edge-litert")
-    return t
+def state() -> LiveState:
+    live = LiveState(DEVICE)
+    live.set_model(ModelInfo("digits", "2026.11.25", sha256="ab" * 32, runtime="ai-edge-litert"))
+    return live
 
 
-def test_messages_queued_without_a_broker_keep_the_newest_up_to_the_bound(mosquitto, recorder_factory, telemetry):
+def test_messages_queued_without_a_broker_keep_the_newest_up_to_the_bound(mosquitto, recorder_factory, state):
     recorder = recorder_factory([f"{BASE}/result"])
     mosquitto.stop()  # the recorder's session survives the restart; the sink starts while the broker is down
-    sink = MqttSink(settings(mosquitto.port, queue_size=10, qos_result=1), telemetry)
+    sink = MqttSink(settings(mosquitto.port, queue_size=10, qos_result=1), state)
     sink.start()
     for n in range(50):
         sink.submit(fake_result(n, "7", state_changed=n == 0))  # 50 results + 1 state + 1 event
@@ -74,10 +77,10 @@ def test_messages_queued_without_a_broker_keep_the_newest_up_to_the_bound(mosqui
 
 
 def test_discovery_configs_are_retained_and_announced_again_when_home_assistant_comes_online(
-    mosquitto, recorder_factory, telemetry
+    mosquitto, recorder_factory, state
 ):
     recorder = recorder_factory(["homeassistant/sensor/#", f"{BASE}/available"])
-    sink = started(MqttSink(settings(mosquitto.port), telemetry))
+    sink = started(MqttSink(settings(mosquitto.port), state))
     wait_for(lambda: len({m.topic for m in recorder.messages if m.topic.endswith("/config")}) == 6)
     late = recorder_factory(["homeassistant/sensor/#"], client_id="late")
     retained = late.wait_for("homeassistant/sensor/pi-test/label/config")[0]
@@ -105,8 +108,8 @@ def test_discovery_configs_are_retained_and_announced_again_when_home_assistant_
     sink.close(timeout=5)
 
 
-def test_clean_close_publishes_offline_retained(mosquitto, recorder_factory, telemetry):
-    sink = started(MqttSink(settings(mosquitto.port), telemetry))
+def test_clean_close_publishes_offline_retained(mosquitto, recorder_factory, state):
+    sink = started(MqttSink(settings(mosquitto.port), state))
     recorder = recorder_factory([f"{BASE}/available"])
     recorder.wait_for(f"{BASE}/available")
     sink.close(timeout=5)
@@ -171,11 +174,11 @@ def test_a_missing_ca_file_is_a_config_error(tmp_path):
     assert error.value.exit_code == EXIT_CONFIG and str(error.value).startswith("[mqtt] ca_file")
 
 
-def test_stats_are_published_periodically(mosquitto, recorder_factory, telemetry):
+def test_stats_are_published_periodically(mosquitto, recorder_factory, state):
     recorder = recorder_factory([f"{BASE}/stats"])
-    sink = started(MqttSink(settings(mosquitto.port, stats_interval_s=0.2), telemetry))
-    telemetry.on_result(None, fake_result(0, "1"), frame_age_ms=3.0, latency_ms=2.0)
-    telemetry.on_drop(4)
+    sink = started(MqttSink(settings(mosquitto.port, stats_interval_s=0.2), state))
+    state.on_result(fake_result(0, "1", latency_ms=2.0))
+    state.on_capture(0.0, captured=5, dropped=4)
     stats = recorder.wait_for(f"{BASE}/stats", 4)
     sink.close(timeout=5)
     last = stats[-1].json()
@@ -195,33 +198,32 @@ def test_result_interval_thins_results_but_not_state_changes(mosquitto, recorder
 
 @pytest.mark.slow
 def test_payloads_of_real_results_state_events_and_stats(mosquitto, recorder_factory, digits_classifier, digit_images):
-    telemetry = Telemetry(DEVICE)
+    state = LiveState(DEVICE)
     manifest = digits_classifier.manifest
-    telemetry.set_model(manifest.name, manifest.version, sha256=manifest.model_sha256, runtime="ai-edge-litert")
+    state.set_model(ModelInfo(manifest.name, manifest.version, sha256=manifest.model_sha256, runtime="ai-edge-litert"))
     recorder = recorder_factory([f"{BASE}/#"])
-    sink = started(MqttSink(settings(mosquitto.port, qos_result=1), telemetry))
-    telemetry.add_sink(sink)
+    sink = started(MqttSink(settings(mosquitto.port, qos_result=1), state))
+    state.add_sink(sink)
     debounced = ResultFilter(ResultsConfig(debounce=2), manifest.labels)  # the service's own state
     sequence = ["3", "3", "3", "8", "8"]
     for n, label in enumerate(sequence):
         image = cv2.imread(str(digit_images[label][n % 5]))
-        classification = digits_classifier.classify(image)
-        decision = debounced.update(classification.probabilities)
-        result = {"ts": round(time.time(), 3), "frame": n, **classification.to_json()}
-        assert result["label"] == label  # the real model reads these digits right
-        result |= {"state": decision.state, "state_changed": decision.changed}
-        telemetry.on_result(image, result, frame_age_ms=5.0, latency_ms=result["latency_ms"])
+        c = digits_classifier.classify(image)
+        assert c.label == label  # the real model reads these digits right
+        decision = debounced.update(c.probabilities)
+        result = Result(time.time(), n, c.label, c.score, c.topk, c.latency_ms, 5.0, decision.state, decision.changed)
+        state.on_result(result, image)
         sink.submit(result)
     results = [m.json() for m in recorder.wait_for(f"{BASE}/result", 5)]
     assert [r["frame"] for r in results] == list(range(5))
     for r in results:
-        assert set(r) == {"ts", "frame", "label", "score", "topk", "latency_ms", "state", "state_changed"}
+        assert set(r) == RESULT_KEYS
         assert isinstance(r["score"], float) and 0 <= r["score"] <= 1 and len(r["topk"]) == 3
     states = recorder.wait_for(f"{BASE}/state", 2)
     assert [s.json()["label"] for s in states] == ["3", "8"]  # debounced: 2 in a row before a change
-    state = states[-1].json()
-    assert set(state) == {"label", "score", "ts", "model", "model_version"}
-    assert (state["model"], state["model_version"]) == (manifest.name, manifest.version)
+    last_state = states[-1].json()
+    assert set(last_state) == {"label", "score", "ts", "model", "model_version"}
+    assert (last_state["model"], last_state["model_version"]) == (manifest.name, manifest.version)
     events = [m.json() for m in recorder.wait_for(f"{BASE}/event", 2)]
     assert events[0]["before"] is None and events[0]["after"]["label"] == "3"
     assert events[1]["before"]["label"] == "3" and events[1]["after"]["label"] == "8"
@@ -231,7 +233,7 @@ def test_payloads_of_real_results_state_events_and_stats(mosquitto, recorder_fac
     sink.close(timeout=5)
     late = recorder_factory([f"{BASE}/state"], client_id="late")
     retained = late.wait_for(f"{BASE}/state")[0]
-    assert retained.retain and retained.json() == state
+    assert retained.retain and retained.json() == last_state
 
 
 def daemon_config(tmp_path, port: int, bundle, images, http_port: int = 0, **mqtt) -> str:

@@ -1,4 +1,4 @@
-"""From per-frame scores to a steady answer: threshold, temporal smoothing, debounced state.
+"""From per-frame scores to a steady answer across frames: temporal smoothing and a debounced state.
 
 A camera watching a scene sees the same thing for many frames; single frames flicker. Smoothing
 (an EMA of the scores, or a majority vote over the last N labels) steadies the label, and the
@@ -11,20 +11,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.config import ResultsConfig
-
-UNKNOWN = "unknown"
+from edge.postprocess import label_or_unknown
 
 
 @dataclass(frozen=True)
 class Decision:
-    label: str  # the smoothed label, UNKNOWN below the threshold
+    label: str  # the smoothed label, "unknown" below the threshold
     score: float  # the smoothed label's score
     state: str | None  # the debounced label; None until enough frames agree
     changed: bool  # the state changed with this frame
-
-
-def thresholded(label: str, score: float, threshold: float) -> str:
-    return label if score >= threshold else UNKNOWN
 
 
 class ResultFilter:
@@ -53,8 +48,8 @@ class ResultFilter:
         best = int(np.argmax(probabilities))
         label, score = self.labels[best], float(probabilities[best])
         if self.config.smoothing != "majority":
-            return thresholded(label, score, threshold), score
-        self._recent.append((thresholded(label, score, threshold), score))
+            return label_or_unknown(label, score, threshold), score
+        self._recent.append((label_or_unknown(label, score, threshold), score))
         votes = Counter(lbl for lbl, _ in self._recent)
         top = max(votes.values())
         # On a tie, the label seen most recently wins: it is the one the scene is moving towards.

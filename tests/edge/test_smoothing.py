@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from edge.config import ResultsConfig
-from edge.results import UNKNOWN, ResultFilter
+from edge.postprocess import UNKNOWN
+from edge.smoothing import ResultFilter
 
 LABELS = ("cat", "dog", "fox")
 
