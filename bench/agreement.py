@@ -31,13 +31,24 @@ def _size(text: str) -> tuple[int, int]:
     return int(width), int(height)
 
 
+def _decode(data: np.ndarray, flags: int) -> np.ndarray:
+    image = cv2.imdecode(data, flags)
+    if image is None:
+        raise SystemExit("OpenCV cannot decode the JPEG it encoded")
+    return image
+
+
 def measure(run_dir: Path, bundle_dir: Path, camera: tuple[int, int] | None, quality: int) -> dict:
     from train.run import load_run  # TensorFlow: only for this
 
     run, classifier = load_run(run_dir), Classifier(load_bundle(bundle_dir), num_threads=2)
     spec = classifier.manifest.preprocess
-    labels, scales = {"lossless": [], "full": [], "reduced": []}, set()
-    scores_full, scores_reduced, truth, input_change = [], [], [], []
+    labels: dict[str, list[str]] = {"lossless": [], "full": [], "reduced": []}
+    scales: set[str] = set()
+    scores_full: list[np.ndarray] = []
+    scores_reduced: list[np.ndarray] = []
+    truth: list[str] = []
+    input_change: list[float] = []
     for example in run.examples("test"):
         image = read_image(example.path)
         if image is None:
@@ -45,9 +56,9 @@ def measure(run_dir: Path, bundle_dir: Path, camera: tuple[int, int] | None, qua
         if camera:
             image = cv2.resize(image, camera, interpolation=cv2.INTER_CUBIC)
         data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])[1]
-        full = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        full = _decode(data, cv2.IMREAD_COLOR)
         scale = reduction(full.shape, (spec.width, spec.height))
-        reduced = cv2.imdecode(data, REDUCED[scale]) if scale > 1 else full
+        reduced = _decode(data, REDUCED[scale]) if scale > 1 else full
         scales.add(f"{full.shape[1]}x{full.shape[0]} at 1/{scale}")
         for key, frame in (("lossless", image), ("full", full), ("reduced", reduced)):
             result = classifier.classify(frame)
@@ -89,8 +100,11 @@ def video_dataset(video: Path, out: Path, by: str) -> int:
     """Every frame's quarters as ``out/<quarter>/<index>.png`` (or whole frames as ``out/<stretch>/...``,
     four stretches of the clip); returns the number of images written."""
     capture = cv2.VideoCapture(str(video))
-    frames = []
-    while (frame := capture.read()[1]) is not None:
+    frames: list[np.ndarray] = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
         frames.append(frame)
     capture.release()
     written = 0

@@ -72,7 +72,7 @@ def freshness(ws: Workspace, plan: Plan) -> dict:
         for size, programs in rounds.items():
             for program, runs in programs.items():
                 runs.append(_freshness_run(ws, plan, size, program))
-    streams = {}
+    streams: dict[str, dict[str, dict]] = {}
     for size, programs in rounds.items():
         streams[size] = {}
         for program, runs in programs.items():

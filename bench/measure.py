@@ -5,6 +5,7 @@ Every program is measured in every round, interleaved with the others, by CPU ti
 (``bench.cpu``); wall-clock rates are reported beside it. Ratios are taken within a round.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,6 +94,22 @@ class Workspace:
     def video(self, size: str, frames: int) -> str:
         return str(media.video(self.build, size, frames).resolve())
 
+    def ours_over(self, tag: str, size: str, bundle: Path) -> Callable[[int], list[str]]:
+        """``edgesight run`` over the ``size`` video of n frames, for ``cpu.difference``."""
+
+        def command(frames: int) -> list[str]:
+            return self.ours(f"{tag}-{frames}", self.video(size, frames), bundle)
+
+        return command
+
+    def usual_over(self, name: str, size: str) -> Callable[[int], list[str]]:
+        """The usual loop over the ``size`` video of n frames, for ``cpu.difference``."""
+
+        def command(frames: int) -> list[str]:
+            return usual_loop(self.int8(name), self.video(size, frames), self.threads)
+
+        return command
+
     def log(self, tag: str) -> Path:
         return self.build / "logs" / f"{tag}.log"
 
@@ -108,13 +125,8 @@ def per_frame(ws: Workspace, plan: Plan) -> dict:
             rounds["decode"].append(cpu.reported(floor_decode(ws.video("480p", long)), ws.log(f"decode-480p-{name}")))
             command = floor_invoke(ws.int8(name), ws.threads, plan.invoke_s)
             rounds["invoke"].append(cpu.reported(command, ws.log(f"invoke-{name}")))
-            rounds["edgesight"].append(
-                cpu.difference(
-                    lambda n, name=name: ws.ours(f"per-frame-{name}-{n}", ws.video("480p", n), ws.bundle(name)),
-                    (short, long),
-                    ws.log(f"per-frame-{name}"),
-                )
-            )
+            ours = ws.ours_over(f"per-frame-{name}", "480p", ws.bundle(name))
+            rounds["edgesight"].append(cpu.difference(ours, (short, long), ws.log(f"per-frame-{name}")))
         overhead = [
             ours.cpu_ms / (decode.cpu_ms + invoke.cpu_ms) for decode, invoke, ours in zip(*rounds.values(), strict=True)
         ]
@@ -142,20 +154,9 @@ def usual_loop_comparison(ws: Workspace, plan: Plan) -> dict:
         for _ in range(plan.rounds):
             command = floor_decode(ws.video("1080p", long))
             rounds["decode"].append(cpu.reported(command, ws.log(f"decode-1080p-{name}")))
-            rounds["usual"].append(
-                cpu.difference(
-                    lambda n, name=name: usual_loop(ws.int8(name), ws.video("1080p", n), ws.threads),
-                    (short, long),
-                    ws.log(f"usual-{name}"),
-                )
-            )
-            rounds["edgesight"].append(
-                cpu.difference(
-                    lambda n, name=name: ws.ours(f"usual-ours-{name}-{n}", ws.video("1080p", n), ws.bundle(name)),
-                    (short, long),
-                    ws.log(f"usual-ours-{name}"),
-                )
-            )
+            rounds["usual"].append(cpu.difference(ws.usual_over(name, "1080p"), (short, long), ws.log(f"usual-{name}")))
+            ours = ws.ours_over(f"usual-ours-{name}", "1080p", ws.bundle(name))
+            rounds["edgesight"].append(cpu.difference(ours, (short, long), ws.log(f"usual-ours-{name}")))
         pairs = list(zip(rounds["usual"], rounds["edgesight"], strict=True))
         rows[name] = {
             "video": "1080p",

@@ -8,7 +8,6 @@ its tensor must equal version 1's), and ours with a linear contract.
 import functools
 import statistics
 import time
-from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -16,7 +15,7 @@ import numpy as np
 from bench import cpu, media
 from bench.measure import Plan, Workspace
 from edge.bundle import TensorSpec
-from edge.fastprep import make_preparer
+from edge.fastprep import Preparer, make_preparer
 from edge.preprocess import PreprocessSpec
 
 PATHS = ("ours", "ours_v1", "usual", "ours_linear")
@@ -31,7 +30,7 @@ def _usual_prepare(image: np.ndarray, size: int, tensor: TensorSpec) -> np.ndarr
     return quantized[np.newaxis]
 
 
-def _timed(function: Callable[[np.ndarray], np.ndarray], image: np.ndarray, calls: int) -> tuple[float, float]:
+def _timed(function: Preparer, image: np.ndarray, calls: int) -> tuple[float, float]:
     """(CPU ms, wall ms) per call, over ``calls`` calls after a first one (tables and buffers)."""
     function(image)
     started_cpu, started = time.process_time(), time.perf_counter()
@@ -42,11 +41,11 @@ def _timed(function: Callable[[np.ndarray], np.ndarray], image: np.ndarray, call
 
 def preprocessing(ws: Workspace, plan: Plan) -> dict:
     """One frame at 480p, 720p and 1080p to a 96² and a 224² int8 RGB input, each path in turn, every round."""
-    cases = {}
+    cases: dict[str, tuple[dict[str, Preparer], np.ndarray]] = {}
     for size in (96, 224):
         # Our models' integer input: the raw pixel shifted by the zero point.
         tensor = TensorSpec("int8", (1, size, size, 3), scale=1.0, zero_point=-128)
-        paths = {
+        paths: dict[str, Preparer] = {
             "ours": make_preparer(PreprocessSpec(height=size, width=size), tensor),
             "ours_v1": make_preparer(PreprocessSpec(height=size, width=size, version=1), tensor),
             "usual": functools.partial(_usual_prepare, size=size, tensor=tensor),

@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     in_memory = np.asarray(images.pixels[rows], dtype=np.float32)
     for index in range(args.rounds):
-        found = {"round": index, "batch_size": config.batch_size, "train_images": len(rows)}
+        found: dict[str, object] = {"round": index, "batch_size": config.batch_size, "train_images": len(rows)}
         found["bare"] = bare(config, in_memory, labels)
         found["fit"] = ours(config)
         print(json.dumps(found), file=results, flush=True)

@@ -85,7 +85,7 @@ def _check(args: argparse.Namespace) -> int:
     classifier = load_classifier(config.model)
     checked = classifier.golden_check()
     spec = classifier.manifest.preprocess
-    source = open_source(config.source, (spec.width, spec.height))
+    source = open_source(config.source, (spec.width, spec.height), averaging=spec.interpolation == "area")
     print(f"{args.config}: ok: model {classifier.name} ({checked} golden samples agree), source {source.description}")
     return EXIT_OK
 

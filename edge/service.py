@@ -75,7 +75,7 @@ def load_model(config: Config) -> tuple[Classifier, ModelInfo]:
 
 def start(config: Config, state: LiveState) -> Live:
     classifier, model = load_model(config)
-    source = open_source(config.source, _model_size(classifier))
+    source = _open(config.source, classifier)
     live = Live(
         config,
         classifier,
@@ -98,6 +98,12 @@ def _model_size(classifier: Classifier) -> tuple[int, int]:
     return spec.width, spec.height
 
 
+def _open(config: SourceConfig, classifier: Classifier) -> Source:
+    """The source, told the model's size and whether its contract averages pixels to shrink a frame."""
+    averaging = classifier.manifest.preprocess.interpolation == "area"
+    return open_source(config, _model_size(classifier), averaging=averaging)
+
+
 def reload_live(live: Live, config_path: Path, state: LiveState) -> Live:
     """The config and model read again; the new bundle is checked in a child first, so a corrupt
     flatbuffer can only crash the child. Raises ``EdgesightError`` and leaves ``live`` untouched on failure."""
@@ -111,7 +117,7 @@ def reload_live(live: Live, config_path: Path, state: LiveState) -> Live:
     if config.dataloop != live.config.dataloop:
         new.dataloop = DataLoop(config.dataloop) if config.dataloop.dir else None
     if config.source != live.config.source or _model_size(classifier) != _model_size(live.classifier):
-        source = open_source(config.source, _model_size(classifier))  # a bad source fails before the old one stops
+        source = _open(config.source, classifier)  # a bad source fails before the old one stops
         live.capture.close()
         new.capture = _capture(source, config.source, state)
     for section in ("output", "mqtt", "http"):

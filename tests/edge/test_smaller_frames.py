@@ -1,6 +1,7 @@
 """Sources that deliver smaller frames: MJPEG decoded at reduced scale (a real stream on 127.0.0.1) and a
 V4L2 camera asked for a halved size (through a fake of cv2.VideoCapture: no camera exists here)."""
 
+import threading
 from typing import ClassVar
 
 import cv2
@@ -10,8 +11,10 @@ import pytest
 from edge.capture import open_source
 from edge.capture.mjpeg import REDUCED, HttpSource, reduction
 from edge.capture.opencv import CameraSource
-from edge.config import SourceConfig
+from edge.config import Config, DataLoopConfig, ModelConfig, SourceConfig
 from edge.preprocess import PreprocessSpec, prepare
+from edge.service import run
+from tests.helpers import wait_for
 
 
 def jpeg(image: np.ndarray, quality: int = 85) -> bytes:
@@ -144,3 +147,32 @@ def test_a_camera_without_the_halved_sizes_keeps_its_default(fake_v4l2):
 def test_a_camera_keeps_the_configured_or_default_size_when_told_to(fake_v4l2, config, expected):
     fake_v4l2.sizes = [(640, 480), (1280, 720), (320, 240), (160, 120)]
     assert frame_size(open_source(SourceConfig(uri="0", **config), (96, 96))) == expected
+
+
+@pytest.mark.slow
+def test_the_daemon_decodes_a_large_mjpeg_stream_small_and_still_reads_the_digit(
+    digits_bundle, digits_dir, mjpeg_server, tmp_path
+):
+    """End to end: an area bundle (32x32) on a 640x480 stream is decoded at 1/4, and classified as before."""
+    frames = []
+    for path in sorted((digits_dir / "7").iterdir())[:5]:
+        image = cv2.resize(cv2.imread(str(path)), (640, 480), interpolation=cv2.INTER_CUBIC)
+        frames.append(jpeg(image, 90))
+    server = mjpeg_server(frames, fps=20)
+    config = Config(
+        source=SourceConfig(uri=server.url, timeout_s=5),
+        model=ModelConfig(path=str(digits_bundle)),
+        dataloop=DataLoopConfig(dir=str(tmp_path / "loop"), below=1.0, on_change=False, min_interval_s=0),
+    )
+    results, stop = [], threading.Event()
+    daemon = threading.Thread(target=run, args=(config, stop, lambda r: results.append(r.label)), name="daemon")
+    daemon.start()
+    try:
+        wait_for(lambda: len(results) >= 10, what="results from the stream")
+    finally:
+        stop.set()
+        daemon.join(60)
+    shapes = [cv2.imread(str(p)).shape for p in (tmp_path / "loop").glob("*.jpg")]  # the frames the model was given
+    assert shapes.count((480, 640, 3)) == 1  # the first, decoded in full to learn the stream's size
+    assert shapes.count((120, 160, 3)) == len(shapes) - 1 >= 5
+    assert results.count("7") / len(results) >= 0.9
