@@ -7,6 +7,7 @@ only while frames are classified, and STATUS= lines. The ``reload`` event (SIGHU
 config and swaps the model only after the new bundle passed every check in a child process.
 """
 
+import gc
 import logging
 import threading
 import time
@@ -165,6 +166,9 @@ def run(
     next_status = next_watchdog = 0.0
     watchdog_period = (notifier.watchdog_seconds or 0) / 3
     outputs.start()
+    # Everything start-up made (modules, the model, the outputs) lives as long as the daemon: out of the
+    # collector's sight, so its full collections scan what frames leave behind, not every module again.
+    gc.freeze()
     try:
         while not stop.is_set():
             now = time.monotonic()

@@ -11,7 +11,6 @@ from pathlib import Path
 from edge.capture.base import Frame, Source, SourceLostError
 from edge.capture.files import ImageSource, VideoFileSource
 from edge.capture.mailbox import FrameMailbox, SourceEndedError
-from edge.capture.mjpeg import HttpSource
 from edge.capture.opencv import CameraSource, StreamSource
 from edge.capture.picamera import SCHEME as PICAMERA_SCHEME
 from edge.capture.picamera import PicameraSource
@@ -65,6 +64,8 @@ def open_source(config: SourceConfig, model_size: tuple[int, int] = (224, 224), 
         cover = model_size if shrink else None
         return CameraSource(device, config.width, config.height, config.fps, config.fourcc, config.timeout_s, cover)
     if uri.startswith(("http://", "https://")):
+        from edge.capture.mjpeg import HttpSource  # http.client and ssl: 6 MB a daemon without a stream never needs
+
         return HttpSource(uri, config.timeout_s, model_size if shrink and averaging else None)
     if uri.startswith(STREAM_SCHEMES):
         return StreamSource(uri, config.timeout_s)
