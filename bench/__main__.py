@@ -62,12 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench", help="where results.json and results.md go")
     parser.add_argument("--build", type=Path, default=ROOT / "build" / "bench", help="cached models and videos")
     parser.add_argument("--threads", type=int, default=2, help="interpreter threads")
-    parser.add_argument("--rounds", type=int, help="rounds of every measurement (default: 3, --quick 1)")
+    parser.add_argument("--rounds", type=int, help="rounds of each measurement (default 3, 5 per frame; --quick 1)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="bench: %(message)s")
     plan = measure.QUICK if args.quick else measure.FULL
     if args.rounds:
-        plan = dataclasses.replace(plan, rounds=args.rounds)
+        plan = dataclasses.replace(plan, rounds=args.rounds, per_frame_rounds=args.rounds)
     started, load_before = time.monotonic(), _load()
     ws = measure.Workspace(args.build.resolve(), build_models(args.build, plan.models), args.threads)
     measurements: dict[str, dict] = {}
@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
         "plan": "quick" if args.quick else "full",
         "rounds": plan.rounds,
+        "per_frame_rounds": plan.per_frame_rounds,
         "seconds": round(time.monotonic() - started),
         "section_seconds": seconds,
         "measurements": measurements,

@@ -39,6 +39,7 @@ class Plan:
     invoke_s: float  # CPU seconds of each bare invoke loop
     preprocess_calls: int  # calls per timed batch of one preprocessing path
     rounds: int  # every section measures all its programs this many times, interleaved
+    per_frame_rounds: int  # section 1 (the per-frame targets) a few more
     freshness_model: str
     freshness_s: float
     footprint_model: str
@@ -48,15 +49,16 @@ class Plan:
 FULL = Plan(
     models=("tiny", "resnet8", "mobilenetv2"),
     frames={"tiny": (300, 1500), "resnet8": (300, 1500), "mobilenetv2": (100, 500)},
-    frames_1080p={"tiny": (60, 300), "resnet8": (60, 300), "mobilenetv2": (60, 300)},
-    invoke_s=2.0,
-    preprocess_calls=40,
+    frames_1080p={"tiny": (50, 250), "resnet8": (50, 250), "mobilenetv2": (50, 250)},
+    invoke_s=1.5,
+    preprocess_calls=50,
     rounds=3,
+    per_frame_rounds=5,
     freshness_model="mobilenetv2",
     freshness_s=8.0,
     footprint_model="mobilenetv2",
     # CIFAR-10's image size for resnet8; MobileNetV2 as the README's recipe trains it for a Pi.
-    training=(TrainingCase("resnet8", 32, 1.0, 300, 3), TrainingCase("mobilenetv2", 96, 0.35, 100, 3)),
+    training=(TrainingCase("resnet8", 32, 1.0, 150, 3), TrainingCase("mobilenetv2", 96, 0.35, 60, 3)),
 )
 QUICK = Plan(
     models=("tiny",),
@@ -65,6 +67,7 @@ QUICK = Plan(
     invoke_s=0.2,
     preprocess_calls=3,
     rounds=1,
+    per_frame_rounds=1,
     freshness_model="tiny",
     freshness_s=1.5,
     footprint_model="tiny",
@@ -121,7 +124,7 @@ def per_frame(ws: Workspace, plan: Plan) -> dict:
     for name in plan.models:
         short, long = plan.frames[name]
         rounds: dict[str, list[cpu.Measured]] = {"decode": [], "invoke": [], "edgesight": []}
-        for _ in range(plan.rounds):
+        for _ in range(plan.per_frame_rounds):
             rounds["decode"].append(cpu.reported(floor_decode(ws.video("480p", long)), ws.log(f"decode-480p-{name}")))
             command = floor_invoke(ws.int8(name), ws.threads, plan.invoke_s)
             rounds["invoke"].append(cpu.reported(command, ws.log(f"invoke-{name}")))

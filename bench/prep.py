@@ -19,7 +19,7 @@ from edge.fastprep import Preparer, make_preparer
 from edge.preprocess import PreprocessSpec
 
 PATHS = ("ours", "ours_v1", "usual", "ours_linear")
-PREPROCESS_ROUNDS = 5
+PREPROCESS_ROUNDS = 7
 
 
 def _usual_prepare(image: np.ndarray, size: int, tensor: TensorSpec) -> np.ndarray:

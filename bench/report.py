@@ -114,7 +114,8 @@ def markdown(results: dict) -> str:
         "",
         f"{machine['cpu']}, {machine['cores']} cores, {machine['os']}; load average {machine['load_before']} before,"
         f" {machine['load_after']} after (other work shares this machine). Interpreter threads: {results['threads']}"
-        f" (1 for freshness). {versions}. Plan: {results['plan']}, {results['rounds']} rounds."
+        f" (1 for freshness). {versions}. Plan: {results['plan']}, {results['rounds']} rounds"
+        f" ({results.get('per_frame_rounds', results['rounds'])} for section 1)."
         f" Written by `make bench` in {results['seconds']} s.",
         "",
         "CPU time is user + sys of the measured process, all its threads, as the kernel accounts it. A program's"
