@@ -45,6 +45,7 @@ def measure(run_dir: Path, bundle_dir: Path, camera: tuple[int, int] | None, qua
     spec = classifier.manifest.preprocess
     labels: dict[str, list[str]] = {"lossless": [], "full": [], "reduced": []}
     scales: set[str] = set()
+    scores_lossless: list[np.ndarray] = []
     scores_full: list[np.ndarray] = []
     scores_reduced: list[np.ndarray] = []
     truth: list[str] = []
@@ -63,7 +64,9 @@ def measure(run_dir: Path, bundle_dir: Path, camera: tuple[int, int] | None, qua
         for key, frame in (("lossless", image), ("full", full), ("reduced", reduced)):
             result = classifier.classify(frame)
             labels[key].append(result.label)
-            if key == "full":
+            if key == "lossless":
+                scores_lossless.append(result.probabilities)
+            elif key == "full":
                 scores_full.append(result.probabilities)
             elif key == "reduced":
                 scores_reduced.append(result.probabilities)
@@ -79,6 +82,7 @@ def measure(run_dir: Path, bundle_dir: Path, camera: tuple[int, int] | None, qua
         return round(sum(x == y for x, y in zip(labels[a], labels[b], strict=True)) / n, 4)
 
     probability_change = np.abs(np.asarray(scores_full) - np.asarray(scores_reduced)).max(axis=1)
+    jpeg_change = np.abs(np.asarray(scores_lossless) - np.asarray(scores_full)).max(axis=1)
     return {
         "run": str(run_dir),
         "images": n,
@@ -93,6 +97,7 @@ def measure(run_dir: Path, bundle_dir: Path, camera: tuple[int, int] | None, qua
         "input_change_levels_mean": round(float(np.mean(input_change)), 3),
         "probability_change_max": round(float(probability_change.max()), 4),
         "probability_change_mean": round(float(probability_change.mean()), 4),
+        "probability_change_by_jpeg_mean": round(float(jpeg_change.mean()), 4),
     }
 
 
@@ -145,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         found["accuracy_lossless"], found["accuracy_full_decode"], found["accuracy_reduced_decode"],
         found["top1_agreement_full_vs_reduced"], found["top1_agreement_lossless_vs_full"],
         found["input_change_levels_mean"], found["probability_change_mean"], found["probability_change_max"],
+        found["probability_change_by_jpeg_mean"],
     ]  # fmt: skip
     print("| " + " | ".join(str(c) for c in cells) + " |")
     return 0
