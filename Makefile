@@ -25,6 +25,12 @@ help.FIT_FLAGS := flags of edgesight-train fit (--size 96 --model mobilenetv2 ..
 # The quantization gate: refuse a bundle that loses more than this many accuracy points; --io int8|uint8.
 QUANT_FLAGS ?= --max-drop 1.0 --io int8
 help.QUANT_FLAGS := flags of edgesight-train quantize (--max-drop points, --io int8|uint8)
+# make retrain: transfer learning from the ImageNet backbone (Keras downloads it once into ~/.keras/models),
+# and how many accuracy points the new bundle may lose against the live one and still be deployed.
+RETRAIN_FLAGS ?= --model mobilenetv2 --weights imagenet --size 160 --width 1.0
+help.RETRAIN_FLAGS := flags of edgesight-train fit for make retrain (a pretrained backbone; --fine-tune 3 ...)
+MARGIN ?= 2
+help.MARGIN := accuracy points a retrained bundle may lose against the live one and still be deployed
 PYTEST_FLAGS ?=
 help.PYTEST_FLAGS := extra pytest arguments for make test (-k mqtt, -x, -m "not slow")
 BENCH_FLAGS ?=
@@ -36,7 +42,13 @@ help.WHEELS := a folder of wheels: make wheels fills it, make install installs f
 PLATFORM ?= aarch64
 help.PLATFORM := the Pi's CPU for make wheels: aarch64 (64-bit OS) or armv7l (32-bit)
 HOST ?=
-help.HOST := the Pi make deploy pushes BUNDLE to (pi@raspberrypi.local)
+help.HOST := the Pi make deploy pushes BUNDLE to, make pull-data and make retrain fetch from (pi@raspberrypi.local)
+REMOTE_EDGESIGHT ?= $(PREFIX)/venv/bin/edgesight
+help.REMOTE_EDGESIGHT := make pull-data: edgesight on the Pi (HOST=local: on this machine)
+REMOTE_CONFIG ?= /etc/edgesight/edgesight.toml
+help.REMOTE_CONFIG := make pull-data: the daemon's config on the Pi
+PULL_FLAGS ?=
+help.PULL_FLAGS := flags of edgesight pull-data (--token-file FILE for an http:// HOST; see its --help)
 BOOT ?=
 help.BOOT := the boot partition of a freshly flashed card, for make sdcard (/media/$$USER/bootfs)
 CONFIG ?=
@@ -48,7 +60,8 @@ help.TEST_DEBS := Debian packages make test installs (the broker, the browser, c
 # The system test's host tools: an arm64 root filesystem built with debootstrap, booted by QEMU.
 VM_DEBS ?= debootstrap qemu-system-arm qemu-user-static binfmt-support qemu-utils e2fsprogs openssh-client
 help.VM_DEBS := Debian packages make system-test installs (debootstrap, QEMU)
-HELP_VARS := DATA RUN BUNDLE FIT_FLAGS QUANT_FLAGS DEMO BENCH_FLAGS PYTEST_FLAGS HOST BOOT CONFIG WHEELS PLATFORM \
+HELP_VARS := DATA RUN BUNDLE FIT_FLAGS QUANT_FLAGS RETRAIN_FLAGS MARGIN DEMO BENCH_FLAGS PYTEST_FLAGS HOST REMOTE_EDGESIGHT REMOTE_CONFIG \
+	PULL_FLAGS BOOT CONFIG WHEELS PLATFORM \
 	PREFIX PYTHON VENV EXTRAS STAMPS TEST_DEBS VM_DEBS
 
 BIN := $(VENV)/bin
@@ -57,14 +70,14 @@ STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help venv demo train quantize baseline evaluate test test-debs system-test lint format clean distclean \
-	install uninstall deploy sdcard wheels
+	install uninstall deploy sdcard wheels pull-data retrain
 
 quote = '$(subst ','\'',$(1))'
 
 help: ## list the targets and the variables
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 	@echo "variables (make TARGET NAME=value) [their values now]:"
-	@$(foreach v,$(HELP_VARS),printf '  %-12s %s [%s]\n' $(v) $(call quote,$(help.$(v))) $(call quote,$($(v)));)
+	@$(foreach v,$(HELP_VARS),printf '  %-16s %s [%s]\n' $(v) $(call quote,$(help.$(v))) $(call quote,$($(v)));)
 
 venv: $(STAMP) ## create the development virtualenv (re-installed only when setup.cfg changes)
 
@@ -169,6 +182,20 @@ uninstall: ## on the Pi: remove the service, its user, config, bundles and virtu
 deploy: ## push BUNDLE to HOST=user@pi, switch, and roll back unless it comes up healthy
 	@[ -n "$(HOST)" ] || { echo "usage: make deploy HOST=pi@raspberrypi.local BUNDLE=bundles/photos"; exit 64; }
 	bash deploy/deploy.sh $(HOST) $(BUNDLE)
+
+pull-data: | $(STAMP) ## merge the images labelled on HOST=user@pi (or http://pi:8080) into DATA=folder, by content hash
+	@[ -n "$(HOST)" ] && [ "$(DATA)" != data/digits ] || \
+	  { echo "usage: make pull-data HOST=pi@raspberrypi.local DATA=data/garage [PULL_FLAGS=--token-file=FILE]"; exit 64; }
+	$(BIN)/edgesight pull-data --from $(HOST) --into $(DATA) --remote-edgesight $(REMOTE_EDGESIGHT) \
+	  --remote-config $(REMOTE_CONFIG) $(PULL_FLAGS)
+
+retrain: | $(STAMP) ## pull HOST's labels into DATA, fit RUN, quantize BUNDLE; deploy it only if not worse than the live one
+	@[ -n "$(HOST)" ] && [ "$(DATA)" != data/digits ] || { echo "usage: make retrain HOST=pi@garage.local" \
+	  "DATA=data/garage RUN=runs/garage-2 BUNDLE=bundles/garage-2 [MARGIN=2] [RETRAIN_FLAGS='...']"; exit 64; }
+	$(MAKE) --no-print-directory pull-data HOST=$(HOST) DATA=$(DATA)
+	$(BIN)/edgesight-train fit $(DATA) --out $(RUN) $(RETRAIN_FLAGS)
+	$(BIN)/edgesight-train quantize $(RUN) --out $(BUNDLE) $(QUANT_FLAGS)
+	MARGIN=$(MARGIN) TRAIN=$(BIN)/edgesight-train bash deploy/retrain.sh $(HOST) $(RUN) $(BUNDLE) $(DATA)
 
 wheels: $(STAMP) ## download what `make install` needs on a Pi into WHEELS=dir, for Pis without internet
 	@[ -n "$(WHEELS)" ] || { echo "usage: make wheels WHEELS=build/wheels [PLATFORM=aarch64|armv7l]"; exit 64; }

@@ -26,10 +26,7 @@ say() { printf 'deploy: %s\n' "$*" >&2; }
 version=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["version"])' "$BUNDLE/manifest.json")
 case $version in ''|*/*|.*) say "$BUNDLE/manifest.json: unusable version '$version'"; exit 65;; esac
 
-# Run a shell snippet on the device, as root there (sudo) when over ssh.
-on_device() {
-  if [ "$HOST" = local ]; then bash -c "$1"; else $SSH -o BatchMode=yes "$HOST" "sudo bash -c $(printf '%q' "$1")"; fi
-}
+. "$(dirname "$0")/device.sh"
 
 bundles="$STATE/bundles"
 previous=$(on_device "readlink '$bundles/current' || true")

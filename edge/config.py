@@ -7,6 +7,7 @@ Each key's default and meaning is the comment beside it; bounds are in the field
 
 import dataclasses
 import math
+import os
 import re
 import tomllib
 import typing
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, get_type_hints
 
 from edge.errors import EXIT_CONFIG, EdgesightError
+from edge.images import MAX_PIXELS
 from edge.publish.settings import HttpSettings, MqttSettings, OutputSettings
 
 
@@ -45,8 +47,10 @@ class SourceConfig:
     roi: tuple[int, ...] = ()  # [x, y, width, height] crop of the captured frame; empty = whole frame
     # Smaller frames where the source can give them (not with roi): a V4L2 camera without width and height
     # at its default size halved while it covers the model; MJPEG streams decoded at 1/2, 1/4 or 1/8 scale
-    # while the frame covers the model, for models whose contract resizes by area
+    # while the frame covers the model, for models whose contract resizes by area; not while frames are
+    # kept for a dataset ([collect], [dataloop], no model)
     shrink_at_source: bool = True
+    max_pixels: int = key(MAX_PIXELS, low=1)  # image files declaring more pixels are skipped, not decoded
 
 
 @dataclass(frozen=True)
@@ -73,22 +77,37 @@ class ResultsConfig:
 
 
 @dataclass(frozen=True)
-class DataLoopConfig:
-    """Frames worth relabelling, saved with their result JSON for retraining. Off while ``dir`` is empty."""
+class CollectConfig:
+    """The teach loop: frames kept in an inbox under ``state_dir`` for labelling on the /label page, and the
+    labelled dataset beside it. Collecting runs when the section is present, or when there is no model."""
 
-    dir: str = ""  # where frames are saved; empty = off
-    max_mb: float = key(100.0, low=0.1, high=1e6)  # the folder's size cap; the oldest files go first
-    below: float = key(0.5, low=0, high=1)  # save frames whose top-1 score is below this
-    on_change: bool = True  # save frames where the debounced state changes
-    min_interval_s: float = key(1.0, low=0, high=86400)  # at most one saved frame per this many seconds
+    state_dir: str = ""  # inbox/ and dataset/ live here; empty = $STATE_DIRECTORY, else ~/.local/state/edgesight
+    interval_s: float = key(60.0, low=0, high=86400)  # keep a frame this often; 0 = only on scene changes
+    on_change: bool = True  # also keep a frame as soon as the scene changes
+    change: float = key(0.05, low=0.001, high=1)  # scene change: mean difference from the last kept frame (0..1)
+    duplicate: float = key(0.02, low=0, high=1)  # closer than this to a recently kept frame: skipped as a copy
+    min_interval_s: float = key(1.0, low=0, high=86400)  # at most one frame per this many seconds
+    max_mb: float = key(200.0, low=0.1, high=1e6)  # the inbox's size cap; the oldest pairs go first
+    jpeg_quality: int = key(90, low=50, high=100)  # of the kept frames
+
+
+@dataclass(frozen=True)
+class DataLoopConfig:
+    """With a model: frames worth relabelling (low confidence, a change of state) go into the inbox with the
+    model's top-k as the suggestion. Off unless the section is present."""
+
+    below: float = key(0.5, low=0, high=1)  # keep frames whose top-1 score is below this
+    on_change: bool = True  # keep frames where the debounced state changes
+    min_interval_s: float = key(1.0, low=0, high=86400)  # at most one kept frame per this many seconds
 
 
 @dataclass(frozen=True)
 class Config:
     source: SourceConfig
-    model: ModelConfig
+    model: ModelConfig | None = None  # none: the daemon only collects frames for labelling
     results: ResultsConfig = field(default_factory=ResultsConfig)
-    dataloop: DataLoopConfig = field(default_factory=DataLoopConfig)
+    collect: CollectConfig | None = None  # on when present, and always without a model
+    dataloop: DataLoopConfig | None = None  # on when present (and a model is loaded)
     output: OutputSettings = field(default_factory=OutputSettings)  # JSON lines; jsonl = "" turns them off
     mqtt: MqttSettings | None = None  # off unless the section is present
     http: HttpSettings | None = None  # off unless the section is present
@@ -99,12 +118,18 @@ PATH_KEYS = {
     ("model", "path"),
     ("model", "labels"),
     ("output", "jsonl"),
-    ("dataloop", "dir"),
+    ("collect", "state_dir"),
     ("mqtt", "password_file"),
     ("mqtt", "ca_file"),
     ("mqtt", "cert_file"),
     ("mqtt", "key_file"),
     ("http", "token_file"),
+}
+
+# Keys that older versions knew, with where their job went.
+MOVED = {
+    ("dataloop", "dir"): "is gone: the data loop's frames go to the inbox under [collect] state_dir; remove the key",
+    ("dataloop", "max_mb"): "is gone: the inbox's size cap is [collect] max_mb; remove the key",
 }
 
 
@@ -140,6 +165,8 @@ class _Checker:
         hints = get_type_hints(cls)
         fields = {f.name: f for f in dataclasses.fields(cls)}
         for key in data:
+            if (name, key) in MOVED:
+                raise self.error(name, key, MOVED[name, key])
             if key not in fields:
                 raise self.error(name, key, f"is not a known key; allowed: {', '.join(fields)}")
         values = {}
@@ -243,12 +270,23 @@ def _check_together(config: Config, checker: _Checker) -> None:
         raise checker.error("source", "fourcc", f"must be four ASCII characters such as MJPG (got {source.fourcc!r})")
     if source.reconnect_max_s < source.reconnect_min_s:
         raise checker.error("source", "reconnect_max_s", "must be at least reconnect_min_s")
-    for name in ("mean", "std"):
-        values = getattr(config.model, name)
+    model = config.model
+    for name in ("mean", "std") if model else ():
+        values = getattr(model, name)
         if len(values) not in (0, 1, 3):
             raise checker.error("model", name, f"needs 1 or 3 values (got {len(values)})")
-    if any(s <= 0 for s in config.model.std):
+    if model and any(s <= 0 for s in model.std):
         raise checker.error("model", "std", "values must be positive")
+
+
+def state_dir(config: Config) -> Path:
+    """Where the inbox and the dataset live: ``[collect] state_dir``, else systemd's ``$STATE_DIRECTORY``,
+    else ``$XDG_STATE_HOME/edgesight`` (``~/.local/state/edgesight``)."""
+    if config.collect and config.collect.state_dir:
+        return Path(config.collect.state_dir)
+    if os.environ.get("STATE_DIRECTORY"):
+        return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "edgesight"
 
 
 def _resolve_paths(section: str, data: Any, base: Path) -> Any:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from edge import library_logs
-from edge.errors import EXIT_OK, EXIT_SOFTWARE, EdgesightError
+from edge.errors import EXIT_OK, EXIT_SOFTWARE, EXIT_USAGE, EdgesightError
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -63,7 +63,11 @@ def write_json_line(record: dict[str, Any], stream: IO[str]) -> None:
 
 def run_main(prog: str, parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     """Parse, dispatch to ``args.handler``, and turn expected failures into one line and an exit code."""
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        # argparse has printed the usage and exits 2 on a mistake; scripts and the README expect EX_USAGE.
+        return EXIT_USAGE if e.code == 2 else int(e.code or 0)
     setup_logging(args.log_level)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:

@@ -10,6 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.capture import v4l2_device
+from edge.capture.picamera import SCHEME as PICAMERA_SCHEME
 from edge.errors import EdgesightError
 from edge.runtime import EDGETPU_LIBRARY, available_runtimes
 
@@ -59,27 +61,34 @@ def check_runtime() -> Check:
     return Check("runtime", "ok", f"using {usable[0][0]} {usable[0][1]} ({detail})")
 
 
-def check_picamera2() -> Check:
+def check_picamera2(needed: bool = False) -> Check:
+    """``needed``: the config reads the Pi camera, so a missing camera stack fails instead of warning."""
+    missing = "fail" if needed else "warn"
     try:
         module = importlib.import_module("picamera2")
     except ImportError as e:
         return Check(
             "picamera2",
-            "warn",
-            f"not importable ({e}); only needed for the Pi camera",
+            missing,
+            f"not importable ({e}); " + ("the config's source needs it" if needed else "only needed for the Pi camera"),
             "sudo apt install python3-picamera2, and make the virtualenv with --system-site-packages",
         )
     try:
         cameras = module.Picamera2.global_camera_info()
     except Exception as e:
-        return Check("picamera2", "warn", f"imports, but listing cameras failed ({e})", "check the camera cable")
+        return Check("picamera2", missing, f"imports, but listing cameras failed ({e})", "check the camera cable")
     if not cameras:
-        return Check("picamera2", "warn", "imports; no camera connected", "connect the camera, then reboot")
+        return Check("picamera2", missing, "imports; no camera connected", "connect the camera, then reboot")
     return Check("picamera2", "ok", ", ".join(str(c.get("Model", c)) for c in cameras))
 
 
-def check_cameras(root: str = "/dev") -> Check:
+def check_cameras(root: str = "/dev", needed: str = "") -> Check:
+    """``needed``: the V4L2 device the config reads (``/dev/video0``), which must exist."""
     devices = sorted(glob.glob(f"{root}/video*"))  # noqa: PTH207 (a device glob, not a project path)
+    if needed and needed not in devices:
+        found = ", ".join(devices) or "none"
+        fix = "plug in the camera, or set [source] uri to a device that exists"
+        return Check("cameras", "fail", f"the config's {needed} does not exist (found: {found})", fix)
     if not devices:
         return Check("cameras", "warn", f"no {root}/video* devices", "plug in a USB camera, or use picamera2")
     named = []
@@ -116,14 +125,15 @@ def check_model(path: str, **model_options) -> Check:
     return Check("model", "ok", detail)
 
 
-def diagnose(model: str | None = None, model_options: dict | None = None) -> list[Check]:
+def diagnose(model: str | None = None, model_options: dict | None = None, source: str = "") -> list[Check]:
+    """Every check; ``source``, a config's ``[source] uri``, turns what it needs from warnings into failures."""
     checks = [
         check_platform(),
         check_numpy(),
         check_opencv(),
         check_runtime(),
-        check_picamera2(),
-        check_cameras(),
+        check_picamera2(needed=source.partition(":")[0] == PICAMERA_SCHEME),
+        check_cameras(needed=v4l2_device(source)),
         check_edgetpu(),
     ]
     if model is not None:

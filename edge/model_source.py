@@ -78,10 +78,13 @@ def plain_model_bundle(
     if labels_path is None and metadata.labels:
         labels = fit_labels(metadata.labels, outputs, f"{model_path} (metadata)")
     else:
+        if labels_path is not None and not labels_path.is_file():
+            raise EdgesightError(f"{labels_path}: no such labels file", EXIT_NO_INPUT)
         labels_path = labels_path or model_path.with_name(LABELS_FILE)
         if not labels_path.is_file():
             raise EdgesightError(
-                f"{model_path}: no labels; put a {LABELS_FILE} beside the model or set [model] labels", EXIT_NO_INPUT
+                f"{model_path}: no labels; put a {LABELS_FILE} beside the model or name one ([model] labels, --labels)",
+                EXIT_NO_INPUT,
             )
         labels = fit_labels(read_labels(labels_path), outputs, str(labels_path))
     default_mean, default_std = default_normalization(model.input)

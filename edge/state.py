@@ -20,7 +20,7 @@ from edge.publish.base import Sink, SinkCounters
 from edge.result import Result
 
 if TYPE_CHECKING:
-    from edge.dataloop import DataLoop
+    from edge.collect.collector import Collector
 
 SOURCE_STATES = ("starting", "open", "reconnecting", "ended", "failed", "stopped")
 # Seconds; a Pi Zero 2 W classifies a small model in a few milliseconds, a large one in hundreds.
@@ -110,8 +110,12 @@ class Snapshot:
     reloads: int
     reload_failures: int
     reload: Reload | None
-    dataloop_saved: int
-    dataloop_removed: int
+    collecting: bool  # frames are kept for labelling at an interval and on scene changes
+    frames_seen: int  # taken by the loop: classified, or only looked at while collecting without a model
+    seen_age_s: float | None  # since the loop last took a frame
+    frames_kept: int  # into the inbox, for labelling (the collector and the data loop)
+    near_copies: int  # not kept: too close to a frame kept recently
+    inbox_evicted: int  # removed from the full inbox to make room, oldest first
     sinks: tuple[tuple[str, SinkCounters], ...]
 
     @property
@@ -130,28 +134,36 @@ class Snapshot:
         return self.frames_dropped + self.frames_skipped
 
     def health(self, stale_after_s: float) -> Health:
-        """Healthy while a model is loaded, the source is up and a frame was classified recently."""
-        if self.model is None:
+        """Healthy while a model is loaded (or frames are collected without one), the source is up and a
+        frame was classified (collected) recently."""
+        if self.model is None and not self.collecting:
             return Health(False, "no model loaded")
         if not self.source_ok:
             return Health(False, f"source: {self.source_reason}")
-        if self.result_age_s is None:
-            return Health(False, "no frame classified yet")
-        if self.result_age_s > stale_after_s:
-            return Health(False, f"no frame classified for {self.result_age_s:.1f} s")
+        done, age = ("classified", self.result_age_s) if self.model else ("taken", self.seen_age_s)
+        if age is None:
+            return Health(False, f"no frame {done} yet")
+        if age > stale_after_s:
+            return Health(False, f"no frame {done} for {age:.1f} s")
         return Health(True, "ok")
 
     def stats(self) -> dict[str, Any]:
-        """Flat numbers for the MQTT ``stats`` topic and Home Assistant's sensors."""
+        """Flat numbers for the MQTT ``stats`` topic and Home Assistant's sensors.
+
+        Figures not measured yet are null (``unknown`` in Home Assistant), not 0, which its history would
+        draw as a dip to zero after every start: latency and frame age until a frame is classified, the
+        rate until two are.
+        """
+        measured = self.frames_classified > 0
         return {
             "ts": round(time.time(), 3),
             "uptime_s": self.uptime_s,
             "frames": self.frames_classified,
-            "fps": round(self.fps, 2),
-            "latency_ms": self.latency_ms,
-            "latency_p95_ms": self.latency_p95_ms,
-            "frame_age_ms": self.frame_age_ms,
-            "frame_age_p95_ms": self.frame_age_p95_ms,
+            "fps": round(self.fps, 2) if self.frames_classified > 1 else None,
+            "latency_ms": self.latency_ms if measured else None,
+            "latency_p95_ms": self.latency_p95_ms if measured else None,
+            "frame_age_ms": self.frame_age_ms if measured else None,
+            "frame_age_p95_ms": self.frame_age_p95_ms if measured else None,
             "dropped_frames": self.dropped_frames,
             "publish_dropped": sum(c.dropped for _, c in self.sinks),
             "publish_failed": sum(c.failed for _, c in self.sinks),
@@ -176,25 +188,34 @@ class Snapshot:
             "frame_age_ms": {"mean": self.frame_age_ms, "p95": self.frame_age_p95_ms},
             "sinks": {name: counters.to_json() for name, counters in self.sinks},
             "reload": None if reload is None else {"ok": reload.ok, "message": reload.message, "ts": reload.ts},
+            "collect": {
+                "collecting": self.collecting,
+                "frames_seen": self.frames_seen,
+                "kept": self.frames_kept,
+                "near_copies": self.near_copies,
+                "inbox_evicted": self.inbox_evicted,
+            },
         }
 
     def summary(self) -> str:
         """One line of counters for the log."""
         latency, age = (self.result.latency_ms, self.result.frame_age_ms) if self.result else (0.0, 0.0)
+        kept = f"; {self.frames_kept} kept for labelling, {self.near_copies} near-copies skipped"
         return (
             f"{self.frames_captured} frames captured, {self.frames_classified} classified, {self.frames_dropped}"
             f" dropped as stale, {self.frames_skipped} skipped, {self.reconnects} reconnects; source"
             f" {self.source_state}; last latency {latency:.1f} ms, frame age {age:.1f} ms"
+            f"{kept if self.collecting or self.frames_kept else ''}"
         )
 
     def status_line(self) -> str:
         """systemd's STATUS= line."""
-        model = self.model.title if self.model else "no model"
+        kept = f"{self.frames_kept} kept for labelling, {self.near_copies} near-copies skipped"
+        if self.model is None:
+            return f"collecting without a model: {self.frames_seen} frames seen, {kept}; source {self.source}"
         label, score = (self.result.label, self.result.score) if self.result else (None, 0.0)
-        return (
-            f"{model}: {self.fps:.1f} fps, {self.frames_classified} frames, last {label} {score:.2f};"
-            f" source {self.source}"
-        )
+        line = f"{self.model.title}: {self.fps:.1f} fps, {self.frames_classified} frames, last {label} {score:.2f}"
+        return f"{line}{'; ' + kept if self.collecting or self.frames_kept else ''}; source {self.source}"
 
 
 class LiveState:
@@ -223,7 +244,10 @@ class LiveState:
         self._reloads = self._reload_failures = 0
         self._reload: Reload | None = None
         self._sinks: list[Sink] = []
-        self._dataloop: DataLoop | None = None
+        self._seen = 0
+        self._last_seen_at: float | None = None
+        self._collector: Collector | None = None
+        self._collecting = False
 
     # Written by the capture thread.
 
@@ -256,7 +280,7 @@ class LiveState:
 
     # Written by the service loop.
 
-    def set_model(self, model: ModelInfo) -> None:
+    def set_model(self, model: ModelInfo | None) -> None:
         with self._lock:
             self._model = model
 
@@ -266,10 +290,11 @@ class LiveState:
         latency_s, age_s = result.latency_ms / 1000, result.frame_age_ms / 1000
         with self._lock:
             self._classified += 1
+            self._seen += 1
             self._result = result
             if image is not None:
                 self._image = image
-            self._last_result_at = now
+            self._last_result_at = self._last_seen_at = now
             times = self._result_times
             times.append(now)
             while times[0] < now - FPS_WINDOW_S:
@@ -280,6 +305,14 @@ class LiveState:
             self._frame_age_counts[bisect_left(FRAME_AGE_BUCKETS, age_s)] += 1
             self._latency_sum += latency_s
             self._frame_age_sum += age_s
+
+    def on_frame(self, image: np.ndarray) -> None:
+        """Record a frame taken without a model (collecting); kept by reference for the snapshot."""
+        with self._lock:
+            self._seen += 1
+            self._image = image
+            self._result = None
+            self._last_seen_at = time.monotonic()
 
     def on_reload(self, ok: bool, message: str) -> None:
         with self._lock:
@@ -292,10 +325,11 @@ class LiveState:
         with self._lock:
             self._sinks.append(sink)
 
-    def set_dataloop(self, dataloop: "DataLoop | None") -> None:
-        """Report the data loop's counters (read when a snapshot is taken)."""
+    def set_collector(self, collector: "Collector | None", collecting: bool) -> None:
+        """Report what the collector keeps (read when a snapshot is taken); ``collecting``: frames are kept
+        at an interval and on scene changes, so the daemon is healthy without a model."""
         with self._lock:
-            self._dataloop = dataloop
+            self._collector, self._collecting = collector, collecting
 
     # Read by everyone else.
 
@@ -305,9 +339,9 @@ class LiveState:
             return self._model
 
     def latest(self) -> tuple[int, Result | None, np.ndarray | None]:
-        """Frames classified so far, the latest result and the image it was computed on."""
+        """Frames taken so far, the latest result (None for a frame only collected) and the latest image."""
         with self._lock:
-            return self._classified, self._result, self._image
+            return self._seen, self._result, self._image
 
     def snapshot(self) -> Snapshot:
         now = time.monotonic()
@@ -316,7 +350,7 @@ class LiveState:
             ages = np.fromiter(self._frame_ages, np.float64, len(self._frame_ages))
             times = self._result_times
             fps = _rate(times[0], times[-1], len(times), now) if times else 0.0
-            sinks, dataloop = list(self._sinks), self._dataloop
+            sinks, collector = list(self._sinks), self._collector
             snapshot = Snapshot(
                 device_id=self.device_id,
                 uptime_s=round(now - self._started, 1),
@@ -342,8 +376,12 @@ class LiveState:
                 reloads=self._reloads,
                 reload_failures=self._reload_failures,
                 reload=self._reload,
-                dataloop_saved=0,
-                dataloop_removed=0,
+                collecting=self._collecting,
+                frames_seen=self._seen,
+                seen_age_s=None if self._last_seen_at is None else now - self._last_seen_at,
+                frames_kept=0,
+                near_copies=0,
+                inbox_evicted=0,
                 sinks=(),
             )
         # The costly parts outside the writers' lock: percentiles, and the counters behind other locks.
@@ -353,8 +391,9 @@ class LiveState:
             latency_p95_ms=_p95(latencies),
             frame_age_ms=_mean(ages),
             frame_age_p95_ms=_p95(ages),
-            dataloop_saved=dataloop.saved if dataloop else 0,
-            dataloop_removed=dataloop.removed if dataloop else 0,
+            frames_kept=sum(collector.counters.kept.values()) if collector else 0,
+            near_copies=collector.counters.duplicates if collector else 0,
+            inbox_evicted=collector.inbox.evicted if collector else 0,
             sinks=tuple((sink.name, sink.counters()) for sink in sinks),
         )
 

@@ -6,11 +6,13 @@ import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -286,3 +288,171 @@ def write_corrupt(folder: Path) -> list[str]:
     (folder / "empty.png").write_bytes(b"")
     (folder / "text.png").write_text("not an image")
     return ["empty.png", "text.png", "truncated.jpg"]
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header declares a huge image: a decompression bomb's opening."""
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+
+
+def blank_png(width: int, height: int) -> bytes:
+    """A real, decodable greyscale PNG of zeros, compressed row by row: a few KB that decode to
+    ``width * height`` pixels, as the decompression bombs users meet."""
+    compressor = zlib.compressobj(9)
+    row = bytes(width + 1)  # filter byte 0, then the pixels
+    data = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+        + _png_chunk(b"IDAT", data)
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def render_template(template: str, payload: bytes) -> str:
+    """A Home Assistant MQTT value template rendered as Home Assistant does (Jinja2, sandboxed, with
+    ``value`` and ``value_json``); a null renders as ``None``, which Home Assistant reads as unknown."""
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    text = payload.decode()
+    return ImmutableSandboxedEnvironment().from_string(template).render(value=text, value_json=json.loads(text))
+
+
+# A camera's view, made up: a garage door closed or open, with sensor noise that differs in every frame.
+# Frames of one scene are near-copies of each other (the noise averages away in a thumbnail); the two
+# scenes differ over the door, about a third of the picture.
+GARAGE_WIDTH, GARAGE_HEIGHT = 320, 240
+
+
+def garage(state: str, seed: int, noise: float = 4.0) -> np.ndarray:
+    """A BGR frame of the door ``"closed"`` or ``"open"``; ``seed`` picks the frame's noise."""
+    ramp = np.linspace(150, 190, GARAGE_WIDTH, dtype=np.float32)
+    image = np.repeat(np.repeat(ramp[None, :, None], GARAGE_HEIGHT, axis=0), 3, axis=2)
+    image[:, :, 0] -= 20  # a warm wall
+    x0, x1, y0 = 80, 240, 60
+    if state == "closed":
+        image[y0:, x0:x1] = (205, 205, 200)
+        for y in range(y0 + 20, GARAGE_HEIGHT, 30):
+            image[y : y + 3, x0:x1] = (150, 150, 145)  # panel seams
+    else:
+        image[y0:, x0:x1] = (40, 38, 35)  # the dark inside
+        image[150:215, 100:220] = (160, 60, 30)  # a car
+        for cx in (125, 195):
+            cv2.circle(image, (cx, 215), 14, (20, 20, 20), -1)
+    rng = np.random.default_rng(seed)
+    image += rng.normal(0, noise, image.shape).astype(np.float32)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def jpeg(image: np.ndarray, quality: int = 90) -> bytes:
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return data.tobytes()
+
+
+def two_scene_video(path, frames_per_scene: int = 40, fps: float = 10.0) -> dict[str, list[bytes]]:
+    """Write a video of the door closed, then open (MPEG-4), and return each scene's frames as the JPEGs
+    an MJPEG camera would send, decoded from the video."""
+    states = ["closed"] * frames_per_scene + ["open"] * frames_per_scene
+    write_video(path, (garage(state, n) for n, state in enumerate(states)), fps)
+    capture = cv2.VideoCapture(str(path))
+    decoded = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        decoded.append(jpeg(frame))
+    capture.release()
+    assert len(decoded) == 2 * frames_per_scene, f"{path}: {len(decoded)} frames decoded"
+    return {"closed": decoded[:frames_per_scene], "open": decoded[frames_per_scene:]}
+
+
+def write_legacy_backbone(model: Any, path: Path) -> Path:
+    """``model``'s weights in the legacy Keras h5 layout of the files Keras publishes for its applications:
+    ``layer_names`` on the root, one group per layer naming its weights in order."""
+    import h5py
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = [layer.name.encode() for layer in model.layers]
+        f.attrs["backend"], f.attrs["keras_version"] = b"tensorflow", b"2.2.4"
+        for layer in model.layers:
+            group = f.create_group(layer.name)
+            weights = layer.trainable_weights + layer.non_trainable_weights
+            names = [f"{layer.name}/{w.name}".encode() for w in weights]
+            group.attrs["weight_names"] = names
+            for name, weight in zip(names, weights, strict=True):
+                group.create_dataset(name.decode(), data=weight.numpy())
+    return path
+
+
+# The smallest backbone Keras publishes ImageNet weights for: what the transfer-learning tests train.
+BACKBONE_WIDTH, BACKBONE_SIZE = 0.35, 96
+# Downloads through a proxy that is not there fail at once; loopback stays direct.
+NO_NETWORK = {
+    "https_proxy": "http://127.0.0.1:9",
+    "http_proxy": "http://127.0.0.1:9",
+    "no_proxy": "127.0.0.1,localhost",
+}
+
+
+def colour_backbone(width: float, side: int, channels: tuple[int, ...] = (0, 1, 2)) -> Any:
+    """A MobileNetV2 backbone without its top whose weights carry each pixel's colour, blurred and subsampled,
+    through every block and end in 1280 random non-linear features of it: as informative as a pretrained
+    backbone about scenes that differ in colour or brightness, made in a second. (Random weights are not:
+    their features fade to a constant over 17 blocks.) ``channels``: the input channels it sees (0 = red)."""
+    import keras
+
+    backbone = keras.applications.MobileNetV2(input_shape=(side, side, 3), alpha=width, include_top=False, weights=None)
+    names = {layer.name for layer in backbone.layers}
+    rng = np.random.default_rng(0)
+    for layer in backbone.layers:
+        weights = [np.zeros(w.shape, np.float32) for w in layer.weights]
+        if isinstance(layer, keras.layers.BatchNormalization):  # gamma, beta, mean, variance: the identity
+            weights[0][:], weights[3][:] = 1, 1
+            weights[1][:] = 1 if layer.name == "Conv_1_bn" else 0  # keeps the last ReLU6 in its linear range
+        elif isinstance(layer, keras.layers.DepthwiseConv2D):
+            weights[0][:] = 1 / 9  # a box blur
+        elif isinstance(layer, keras.layers.Conv2D):
+            kernel = weights[0]
+            center = kernel.shape[0] // 2
+            for c in channels:  # x and -x side by side survive the ReLU6 that follows; the project adds them back
+                if layer.name == "Conv1" or layer.name.endswith("_expand"):
+                    kernel[center, center, c, c], kernel[center, center, c, c + 3] = 1, -1
+                elif layer.name.endswith("_project") and layer.name.replace("_project", "_add") not in names:
+                    kernel[0, 0, c, c], kernel[0, 0, c + 3, c] = 1, -1
+            if layer.name == "Conv_1":
+                kernel[0, 0, :3] = rng.normal(0, 1, kernel.shape[2:])[:3]  # residual blocks stay zero: identities
+        layer.set_weights(weights)
+    return backbone
+
+
+def local_device(daemon: Any, wait_seconds: int = 60) -> dict[str, str]:
+    """The environment that points deploy/*.sh with HOST=local at a test's daemon: its state folder, its
+    reload (SIGHUP) and its status URL."""
+    return {
+        **os.environ,
+        "STATE": str(daemon.bundles.parent),
+        "RELOAD": f"kill -HUP {daemon.pid}",
+        "STATUS_URL": daemon.url + "/api/status",
+        "WAIT_SECONDS": str(wait_seconds),
+    }
+
+
+# A driveway seen from above, made up: a gate closed, open on an empty drive, or open on a parked car. The car
+# is pure blue on the drive's grey, so a backbone that sees only red cannot tell the last two apart.
+DRIVEWAY_STATES = ("closed", "empty", "parked")
+
+
+def driveway(state: str, seed: int) -> np.ndarray:
+    """A 320x240 BGR frame of the driveway in ``state``, with sensor noise picked by ``seed``."""
+    image = np.full((240, 320, 3), (70, 110, 90), np.float32)  # a hedge
+    image[40:, 60:260] = (200, 205, 210) if state == "closed" else (60, 60, 60)
+    if state == "parked":
+        image[90:200, 110:210] = (220, 60, 60)
+    image += np.random.default_rng(seed).normal(0, 4, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)

@@ -28,8 +28,18 @@ FIT_FLAGS = (
     ("width", float, "width multiplier of every layer (mobilenetv2's alpha)", None),
     ("dropout", float, "dropout before the classifier", None),
     ("weight_decay", float, "L2 regularization of the kernels (MLPerf's resnet8: 1e-4)", None),
-    ("weights", str, "local backbone weights file (mobilenetv2, --color rgb); nothing downloads", None),
-    ("epochs", int, "maximum epochs (early stopping may end sooner)", None),
+    (
+        "weights",
+        str,
+        "pretrained backbone (mobilenetv2, --color rgb): 'imagenet' (Keras downloads it once into"
+        " $KERAS_HOME/models, default ~/.keras/models) or a local weights file; a linear head is fitted on"
+        " the frozen backbone's cached features",
+        None,
+    ),
+    ("fine_tune", int, "with --weights: backbone blocks unfrozen from the top after the head (0 = head only)", None),
+    ("fine_tune_epochs", int, "most epochs of fine-tuning (early stopping may end sooner)", None),
+    ("fine_tune_learning_rate", float, "learning rate of Adam while fine-tuning", None),
+    ("epochs", int, "maximum epochs (early stopping may end sooner); with --weights: --fine-tune-epochs", None),
     ("batch_size", int, "images per step", None),
     ("learning_rate", float, "peak learning rate of Adam (warm-up, then cosine decay)", None),
     ("warmup_epochs", int, "epochs of linear learning-rate warm-up", None),
@@ -145,6 +155,17 @@ def _baseline(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from train.compare import EXIT_WORSE, compare, table, write_comparison
+
+    comparison = compare(args.new, args.current, args.data, args.margin)
+    out = args.out or Path(f"{args.new.resolve().name}-compare.json")  # as evaluate: never beside the bundle
+    write_comparison(comparison, out)
+    print(table(comparison))
+    print(f"written to {out}")
+    return EXIT_OK if comparison.passed else EXIT_WORSE
+
+
 def _tune(args: argparse.Namespace) -> int:
     from train.tune import BEST_FILE, TRIALS_FILE, tune
 
@@ -211,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
         "  edgesight-train fit data/digits --out runs/digits --size 32 --color grayscale --flip none\n"
         "  edgesight-train fit photos --out runs/photos --model mobilenetv2 --size 96 --width 0.35\n"
+        "  edgesight-train fit photos --out runs/photos --model mobilenetv2 --size 160 --weights imagenet"
+        " --fine-tune 3\n"
         "  edgesight-train fit photos --out runs/photos --resume --epochs 60\n"
         "  edgesight-train fit photos --out runs/best --config runs/tune/best.json",
         formatter_class=HelpFormatter,
@@ -272,6 +295,26 @@ def build_parser() -> argparse.ArgumentParser:
     baseline.add_argument("--run", type=Path, required=True, metavar="RUN_DIR", help="run whose split to use")
     baseline.set_defaults(handler=_baseline)
 
+    compare = commands.add_parser(
+        "compare",
+        help="a new bundle against the current one on the same held-out images: deploy it or keep the old",
+        description="Classify the held-out images with both bundles through the device's own code path\n"
+        "(edge.classifier): the test split of the run that made NEW when DATA_DIR is the folder it was\n"
+        "trained on, else every image of DATA_DIR (class sub-folders). Prints accuracy overall and per class\n"
+        "and writes them with the decision as JSON. Exit status 0 when NEW is not worse than CURRENT by\n"
+        "more than --margin accuracy points, 1 when it is (keep CURRENT), 65/66 when they cannot be compared.\n"
+        "CURRENT 'none': nothing is live yet, NEW passes on its own figures.",
+        epilog="examples:\n  edgesight-train compare bundles/garage-2 live/garage-1 data/garage --margin 1\n"
+        "  edgesight-train compare bundles/garage-1 none data/garage",
+        formatter_class=HelpFormatter,
+    )
+    compare.add_argument("new", type=Path, metavar="NEW", help="the candidate bundle")
+    compare.add_argument("current", metavar="CURRENT", help="the bundle it would replace, or 'none'")
+    compare.add_argument("data", type=Path, metavar="DATA_DIR", help="labelled images (class sub-folders)")
+    compare.add_argument("--margin", type=float, default=2.0, help="accuracy points NEW may lose and still pass")
+    compare.add_argument("--out", type=Path, help="JSON to write (default: NEW-compare.json in the current folder)")
+    compare.set_defaults(handler=_compare)
+
     tune = commands.add_parser(
         "tune",
         help="bounded hyperparameter search (Optuna): learning rate, width, augmentation, regularization",
@@ -294,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tune.set_defaults(handler=_tune, parser_defaults=_add_fit_flags(tune))
 
-    for sub in (digits, fit, quantize, evaluate, baseline, tune):
+    for sub in (digits, fit, quantize, evaluate, baseline, compare, tune):
         add_logging_flags(sub)
     return parser
 

@@ -7,6 +7,10 @@ from edge.preprocess import CONTRACT_VERSION, PreprocessSpec
 from train.augment import Augment
 
 DEFAULT_EPOCHS = 30
+# MobileNetV2's inverted-residual blocks (expanded_conv, block_1 .. block_16): what --fine-tune counts.
+BACKBONE_BLOCKS = 17
+# The widths Keras publishes ImageNet MobileNetV2 weights for (keras/src/applications/mobilenet_v2.py).
+IMAGENET_WIDTHS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 
 
 @dataclass(frozen=True)
@@ -14,7 +18,7 @@ class ModelOptions:
     width: float = 1.0  # multiplies every layer's filters (MobileNetV2's alpha)
     dropout: float = 0.2  # before the classifier
     weight_decay: float = 0.0  # L2 on convolution and dense kernels
-    weights: str = ""  # a local weights file for the backbone (mobilenetv2); nothing downloads
+    weights: str = ""  # the backbone's pretrained weights (mobilenetv2): "imagenet" (Keras's cache) or a file
 
 
 @dataclass(frozen=True)
@@ -38,8 +42,13 @@ class FitConfig:
     width: float = 1.0
     dropout: float = 0.2
     weight_decay: float = 0.0
-    weights: str = ""
-    # Optimisation.
+    weights: str = ""  # pretrained backbone: "imagenet" or a file; makes the run transfer learning
+    # Transfer learning: the head on cached backbone features, then the top blocks fine-tuned (0 = head only).
+    fine_tune: int = 0
+    fine_tune_epochs: int = 10
+    fine_tune_learning_rate: float = 1e-4
+    # Optimisation (of every layer; in transfer learning, patience, batch size and label smoothing serve
+    # fine-tuning, and the head is a logistic regression fitted to convergence).
     epochs: int = DEFAULT_EPOCHS
     batch_size: int = 32
     learning_rate: float = 2e-3
@@ -91,11 +100,21 @@ class FitConfig:
             found.append("val_fraction must be positive, test_fraction not negative, their sum below 1")
         if not 0 <= self.label_smoothing < 1:
             found.append(f"label_smoothing must be within 0..1 (got {self.label_smoothing})")
-        for name in ("epochs", "batch_size"):
+        if self.weights and self.model != "mobilenetv2":
+            found.append(f"weights: only mobilenetv2 has a pretrained backbone (got model {self.model!r})")
+        if self.weights == "imagenet" and self.width not in IMAGENET_WIDTHS:
+            widths = ", ".join(f"{w:g}" for w in IMAGENET_WIDTHS)
+            found.append(f"width: Keras publishes ImageNet MobileNetV2 weights for {widths} (got {self.width:g})")
+        if self.fine_tune and not self.weights:
+            found.append("fine_tune needs a pretrained backbone (--weights imagenet or a file)")
+        if not 0 <= self.fine_tune <= BACKBONE_BLOCKS:
+            found.append(f"fine_tune counts backbone blocks from the top: 0..{BACKBONE_BLOCKS} (got {self.fine_tune})")
+        for name in ("epochs", "batch_size", "fine_tune_epochs"):
             if getattr(self, name) < 1:
                 found.append(f"{name} must be at least 1 (got {getattr(self, name)})")
-        if self.learning_rate <= 0:
-            found.append(f"learning_rate must be positive (got {self.learning_rate})")
+        for name in ("learning_rate", "fine_tune_learning_rate"):
+            if getattr(self, name) <= 0:
+                found.append(f"{name} must be positive (got {getattr(self, name)})")
         return found
 
 

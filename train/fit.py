@@ -46,6 +46,7 @@ from train.run import (
     load_run,
     versions,
 )
+from train.transfer import TransferResult, pretrained_weights, train_transfer, uses_backbone
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,15 @@ def fit(config: FitConfig, resume: bool = False, callbacks: Sequence[keras.callb
     if problems:
         raise EdgesightError(f"invalid training setting: {problems[0]}", EXIT_CONFIG)
 
+    if resume and uses_backbone(config):
+        raise EdgesightError(
+            f"{out}: a transfer-learning run does not resume; run it again without --resume (its backbone"
+            " features are cached, so the head retrains in seconds)",
+            EXIT_CONFIG,
+        )
+    if uses_backbone(config):
+        pretrained_weights(config)  # downloaded (or missing) before any image is prepared, not after
+
     # Data: every image prepared once by the device's own preprocessing, cached on disk.
     dataset = discover(Path(config.data), config.min_per_class)
     assignment = split(dataset, config.seed, config.val_fraction, config.test_fraction)
@@ -126,6 +136,7 @@ def fit(config: FitConfig, resume: bool = False, callbacks: Sequence[keras.callb
     log.info("model %s: %d parameters", config.model, model.count_params())
 
     # Fit: checkpoint every epoch (resume) and the best by validation loss; stop when it stops improving.
+    # From a pretrained backbone: its head on cached features first, then optionally its top blocks.
     classes = len(dataset.classes)
     weights = report["class_weights"] if config.balance else None
     train = Batches(
@@ -147,7 +158,10 @@ def fit(config: FitConfig, resume: bool = False, callbacks: Sequence[keras.callb
         keras.callbacks.EarlyStopping(patience=config.patience),
         keras.callbacks.CSVLogger(str(out / HISTORY_FILE), append=initial_epoch > 0),
     ]
-    if initial_epoch < config.epochs:
+    transfer: TransferResult | None = None
+    if uses_backbone(config):
+        transfer = train_transfer(model, config, images, train, val, out / BEST_FILE, out / HISTORY_FILE)
+    elif initial_epoch < config.epochs:
         model.fit(
             train,
             validation_data=val,
@@ -159,7 +173,9 @@ def fit(config: FitConfig, resume: bool = False, callbacks: Sequence[keras.callb
     model = keras.models.load_model(out / BEST_FILE)
 
     # Evaluate the best epoch on the held-out test split.
-    metrics: dict[str, float | int] = {"test_images": len(test_rows)}
+    metrics: dict = {"test_images": len(test_rows)}
+    if transfer is not None:
+        metrics["transfer"] = asdict(transfer)
     if len(test_rows):
         test = Batches(images.pixels, test_rows, y_test, classes, 128)
         predictions = model.predict(test, verbose=0).argmax(axis=1)
@@ -240,6 +256,8 @@ def resume_config(out: Path, epochs: int | None) -> FitConfig:
 
 
 def _log_best_epoch(path: Path) -> None:
+    if not path.is_file():  # a transfer-learning run without fine-tuning has no epochs
+        return
     with path.open() as f:
         rows = list(csv.DictReader(f))
     if rows:

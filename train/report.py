@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from train.compare import COMPARISON_FILE
 from train.evaluate import CALIBRATION_MIN_BIN, Evaluation, misclassified, reliability, top_k_key
-from train.run import HISTORY_FILE, Run
+from train.run import HISTORY_FILE, METRICS_FILE, Run
 
 PLOTS_DIR = "plots"
 
@@ -252,7 +253,45 @@ def blocks(evaluation: Evaluation, run: Run | None) -> list[Block]:
     out.append(Block("h2", f"Misclassified ({gallery_model}, most confident first)"))
     out.append(Block("figure", png=gallery, file="misclassified.png") if gallery else Block("p", "None."))
     if run:
-        out += _data_blocks(run.dataset)
+        out += _data_blocks(run.dataset) + _retrain_blocks(run.path)
+    return out
+
+
+def _retrain_blocks(path: Path) -> list[Block]:
+    """How long transfer learning took, phase by phase, and the comparison with the live bundle (make retrain)."""
+    out = []
+    metrics = json.loads((path / METRICS_FILE).read_text()) if (path / METRICS_FILE).is_file() else {}
+    if t := metrics.get("transfer"):
+        cached = "read from the cache" if t["features_cached"] else ""
+        rows = (
+            ("backbone features", f"{t['features_seconds']:.1f}", cached),
+            (
+                "head (logistic regression)",
+                f"{t['head_seconds']:.1f}",
+                f"C={t['head_regularization']:g}, val accuracy {t['head_val_accuracy']:.4f}",
+            ),
+            ("fine-tuning", f"{t['fine_tune_seconds']:.1f}", f"{t['fine_tune_epochs']} epochs"),
+        )
+        out += [
+            Block("h2", "Training time"),
+            Block("table", header=("phase", "seconds", ""), rows=rows),
+            Block("p", f"Backbone features: {t['features_file']}."),
+        ]
+    if (path / COMPARISON_FILE).is_file():
+        c = json.loads((path / COMPARISON_FILE).read_text())
+        scores = [("new", c["new"]), ("current", c["current"])] if c["current"] else [("new", c["new"])]
+        per_class = tuple(
+            (k, str(c["support"][k]), *(_fmt(s["per_class"][k]) if k in s["per_class"] else "-" for _, s in scores))
+            for k in c["classes"]
+        )
+        overall = ("overall", str(c["images"]), *(_fmt(s["accuracy"]) for _, s in scores))
+        header = ("class", "images", *(f"{who} {s['version']}" for who, s in scores))
+        out += [
+            Block("h2", "Against the live bundle"),
+            Block("p", f"Accuracy on {c['images']} held-out images ({c['held_out']}), through the device's code path."),
+            Block("table", header=header, rows=(*per_class, overall)),
+            Block("p", f"Decision: {c['decision']}."),
+        ]
     return out
 
 

@@ -8,6 +8,8 @@
 import glob
 from pathlib import Path
 
+import numpy as np
+
 from edge.capture.base import Frame, Source, SourceLostError
 from edge.capture.files import ImageSource, VideoFileSource
 from edge.capture.mailbox import FrameMailbox, SourceEndedError
@@ -16,7 +18,7 @@ from edge.capture.picamera import SCHEME as PICAMERA_SCHEME
 from edge.capture.picamera import PicameraSource
 from edge.capture.thread import Backoff, Capture, CaptureThread
 from edge.config import SourceConfig
-from edge.errors import EXIT_CONFIG, EXIT_NO_INPUT, EdgesightError
+from edge.errors import EXIT_CONFIG, EXIT_DATA, EXIT_NO_INPUT, EXIT_UNAVAILABLE, EdgesightError
 from edge.images import IMAGE_SUFFIXES, image_files, is_image_file
 
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://", "rtmp://")
@@ -30,7 +32,10 @@ __all__ = [
     "Source",
     "SourceEndedError",
     "SourceLostError",
+    "first_frame",
+    "is_camera",
     "open_source",
+    "v4l2_device",
 ]
 
 
@@ -75,15 +80,45 @@ def open_source(config: SourceConfig, model_size: tuple[int, int] = (224, 224), 
         matches = sorted(Path(p) for p in found if is_image_file(Path(p)))
         if not matches:
             raise EdgesightError(f"source {uri}: the pattern matches no images", EXIT_NO_INPUT)
-        return ImageSource(matches, config.loop)
+        return ImageSource(matches, config.loop, config.max_pixels)
     if path.is_dir():
         files = image_files(path)
         if not files:
             suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
             raise EdgesightError(f"source {uri}: the folder holds no images ({suffixes})", EXIT_NO_INPUT)
-        return ImageSource(files, config.loop)
+        return ImageSource(files, config.loop, config.max_pixels)
     if path.is_file():
         if is_image_file(path):
-            return ImageSource([path], config.loop)
+            return ImageSource([path], config.loop, config.max_pixels)
         return VideoFileSource(str(path), config.loop, config.pace)
     raise EdgesightError(f"source {uri!r}: no such file, folder, camera index or stream URL", EXIT_NO_INPUT)
+
+
+def v4l2_device(uri: str) -> str:
+    """The device node a camera URI names (``0`` is ``/dev/video0``); empty for other sources."""
+    if uri.isdigit():
+        return f"/dev/video{uri}"
+    return uri if uri.startswith("/dev/video") else ""
+
+
+def is_camera(uri: str) -> bool:
+    """A V4L2 camera or the Pi camera: a device one program opens at a time."""
+    return bool(v4l2_device(uri)) or uri == PICAMERA_SCHEME or uri.startswith(PICAMERA_SCHEME + ":")
+
+
+def first_frame(source: Source) -> np.ndarray:
+    """Open the source, read one frame within its timeouts and close it again: proof that it works now.
+
+    A source that cannot be opened or delivers nothing raises ``EdgesightError`` with exit code 69 (the
+    daemon itself would keep retrying it); a finite source without a decodable frame, exit code 65.
+    """
+    try:
+        source.open()
+        image = source.read()
+    except SourceLostError as e:
+        raise EdgesightError(f"source: {e}", EXIT_UNAVAILABLE) from e
+    finally:
+        source.close()
+    if image is None:
+        raise EdgesightError(f"source {source.description}: no decodable frame in it", EXIT_DATA)
+    return image

@@ -43,3 +43,10 @@ class Source(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def reachability(source: Source) -> bool | None:
+    """A source's cheap sign of life between reopen attempts (a device node, a TCP connect), if it has one:
+    True or False, or None when it cannot tell without a full open."""
+    probe = getattr(source, "reachable", None)
+    return None if probe is None else probe()

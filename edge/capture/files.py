@@ -8,25 +8,28 @@ import numpy as np
 
 from edge.capture.base import SourceLostError
 from edge.errors import EXIT_DATA, EdgesightError
-from edge.images import read_image
+from edge.images import MAX_PIXELS, ImageError, ImageTooLargeError, load_image
 
 log = logging.getLogger(__name__)
 
 
 class ImageSource:
-    """A folder (recursive, sorted), a glob or a single image; unreadable files are skipped and counted."""
+    """A folder (recursive, sorted), a glob or a single image; unreadable files, and files whose header
+    declares more than ``max_pixels``, are skipped and counted."""
 
     live = False
     frame_interval = 0.0
 
-    def __init__(self, paths: list[Path], loop: bool = False) -> None:
+    def __init__(self, paths: list[Path], loop: bool = False, max_pixels: int = MAX_PIXELS) -> None:
         self.paths = paths
         self.loop = loop
+        self.max_pixels = max_pixels
         self.skipped = 0
         self.description = f"{len(paths)} images"
         self.last_path: str | None = None
         self._next = 0
         self._delivered = 0
+        self._reported: set[Path] = set()
 
     def open(self) -> None:
         return None
@@ -42,13 +45,18 @@ class ImageSource:
                 self._next = 0
             path = self.paths[self._next]
             self._next += 1
-            image = read_image(path)
-            if image is not None:
-                self._delivered += 1
-                self.last_path = str(path)
-                return image
-            self.skipped += 1
-            log.warning("%s: not a decodable image, skipped", path)
+            try:
+                image = load_image(path, self.max_pixels)
+            except ImageError as e:
+                self.skipped += 1
+                if path not in self._reported:  # one line per file, also when looping
+                    self._reported.add(path)
+                    hint = "; raise [source] max_pixels to classify it" if isinstance(e, ImageTooLargeError) else ""
+                    log.warning("%s: %s, skipped%s", path, e, hint)
+                continue
+            self._delivered += 1
+            self.last_path = str(path)
+            return image
 
 
 class VideoFileSource:

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from edge.capture.base import SourceLostError
-from edge.capture.opencv import StreamSource, redact
+from edge.capture.opencv import StreamSource, redact, tcp_reachable
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,9 @@ class HttpSource:
         self._cond = threading.Condition()
         self._newest: bytes | None = None
         self._error: str = ""
+
+    def reachable(self) -> bool | None:
+        return tcp_reachable(self.url)
 
     def open(self) -> None:
         if self._ffmpeg is not None:

@@ -1,6 +1,9 @@
 """Live sources through OpenCV: V4L2/USB cameras and network streams (RTSP, HTTP MJPEG) via FFmpeg."""
 
 import logging
+import socket
+import urllib.parse
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -57,6 +60,10 @@ class CameraSource(_Capture):
         self.skipped = 0
         self.description = f"camera {device}"
         self._capture: cv2.VideoCapture | None = None
+
+    def reachable(self) -> bool:
+        """The device node exists (it vanishes while a USB camera is unplugged)."""
+        return Path(f"/dev/video{self.device}" if isinstance(self.device, int) else self.device).exists()
 
     def open(self) -> None:
         capture = cv2.VideoCapture(self.device, cv2.CAP_V4L2)
@@ -115,6 +122,9 @@ class StreamSource(_Capture):
         self.description = f"stream {redact(url)}"
         self._capture: cv2.VideoCapture | None = None
 
+    def reachable(self) -> bool | None:
+        return tcp_reachable(self.url)
+
     def open(self) -> None:
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, self.timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, self.timeout_ms]
         capture = cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, params)
@@ -122,6 +132,28 @@ class StreamSource(_Capture):
             capture.release()
             raise SourceLostError(f"{self.description} cannot be opened")
         self._capture = capture
+
+
+# Ports of the stream schemes that go over TCP; udp:// has no connection to try.
+DEFAULT_PORTS = {"http": 80, "https": 443, "rtsp": 554, "rtsps": 322, "rtmp": 1935}
+PROBE_TIMEOUT_S = 0.5
+
+
+def tcp_reachable(url: str) -> bool | None:
+    """Whether the URL's host accepts a TCP connection: a cheap sign that a stream may be back.
+    None when the URL has no TCP port to try."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:  # a port out of range: let the real open say so
+        return None
+    if not parts.hostname or port is None:
+        return None
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=PROBE_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
 
 
 def redact(url: str) -> str:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from edge.capture.base import Frame, Source, SourceLostError, stamp
+from edge.capture.base import Frame, Source, SourceLostError, reachability, stamp
 from edge.capture.mailbox import FrameMailbox
 from edge.errors import EXIT_SOFTWARE, EdgesightError
 from edge.state import LiveState
@@ -15,6 +15,9 @@ from edge.state import LiveState
 log = logging.getLogger(__name__)
 
 JOIN_TIMEOUT_S = 10.0  # a capture thread stuck in a driver call is abandoned (it is a daemon thread)
+# While the backoff waits, a source that can tell cheaply whether it is back is asked this often, so a
+# camera or stream that returns is used within about a second, however long the backoff has grown.
+PROBE_INTERVAL_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -73,30 +76,48 @@ class CaptureThread(threading.Thread):
                 self.state.on_reconnect()
             first_attempt = False
             self._frames_since_open = 0
+            lost: SourceLostError | None = None
             try:
                 self.source.open()
                 self.state.set_source_state("open")
                 log.info("reading %s", self.source.description)
                 ended = self._read_until_end()
             except SourceLostError as e:
+                lost = e
+            finally:
+                self.source.close()  # before waiting: a camera is free for others meanwhile
+            if lost is not None:
                 if self._frames_since_open:
                     delays = self.backoff.delays()  # it worked for a while: start the backoff afresh
-                if self._wait_after(e, delays):
+                if self._wait_after(lost, delays):
                     return
                 continue
-            finally:
-                self.source.close()
             if ended:
                 self._ended = True
                 self.state.set_source_state("ended")
             return
 
     def _wait_after(self, error: SourceLostError, delays: Iterator[float]) -> bool:
-        """Record the failure and wait the next backoff delay; True when stopping meanwhile."""
+        """Record the failure and wait the next backoff delay, cut short when the source becomes reachable
+        again; True when stopping meanwhile."""
         delay = next(delays)
         self.state.set_source_state("reconnecting", str(error))
         log.warning("%s; retrying in %.1f s", error, delay)
-        return self.stop.wait(delay)
+        # Only a return counts: a source reachable although it failed (a busy device, an HTTP error, a
+        # listener not yet closed) must go unreachable first, or only the backoff can help.
+        was_reachable = reachability(self.source)
+        if was_reachable is None:
+            return self.stop.wait(delay)
+        deadline = time.monotonic() + delay
+        while (remaining := deadline - time.monotonic()) > 0:
+            if self.stop.wait(min(PROBE_INTERVAL_S, remaining)):
+                return True
+            reachable = reachability(self.source)
+            if reachable and not was_reachable:
+                log.info("%s answers again: reopening it now", self.source.description)
+                return False
+            was_reachable = reachable
+        return False
 
     def _read_until_end(self) -> bool:
         """Read frames into the mailbox; True at the end of a finite source, False when stopped."""

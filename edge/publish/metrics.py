@@ -4,7 +4,7 @@ Only the HTTP server imports this module, so ``prometheus_client`` is loaded onl
 The registry is our own, so several servers can live in one process (tests).
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -31,6 +31,19 @@ def registry_for(state: LiveState) -> CollectorRegistry:
 def exposition(registry: CollectorRegistry) -> tuple[bytes, str]:
     """The text exposition format and its content type."""
     return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class CountCollector:
+    """One counter read at scrape time from whoever keeps it (the HTTP server counts its own refusals)."""
+
+    def __init__(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+        self._name, self._documentation, self._read = name, documentation, read
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(self._name, self._documentation, value=self._read())
 
 
 def _histogram(name: str, documentation: str, histogram: Histogram) -> HistogramMetricFamily:
@@ -71,6 +84,15 @@ class _Collector:
             "edgesight_reload_failures", "Reloads refused: the old model kept running.", value=snapshot.reload_failures
         )
         yield GaugeMetricFamily("edgesight_source_up", "1 while the frame source delivers.", int(snapshot.source_ok))
+        yield CounterMetricFamily(
+            "edgesight_frames_kept", "Frames kept in the inbox for labelling.", value=snapshot.frames_kept
+        )
+        yield CounterMetricFamily(
+            "edgesight_frames_near_copies", "Frames not kept: near-copies of recent ones.", value=snapshot.near_copies
+        )
+        yield CounterMetricFamily(
+            "edgesight_inbox_evicted", "Frames removed from the full inbox, oldest first.", value=snapshot.inbox_evicted
+        )
         model = snapshot.model
         info = InfoMetricFamily("edgesight_model", "The bundle that is live.", labels=("name", "version", "sha256"))
         if model is not None:

@@ -1,7 +1,8 @@
 """MQTT: results, debounced state, state-change events, availability and stats, with Home Assistant discovery.
 
 Topics under ``<topic_prefix>/<device_id>/``: ``state`` (retained), ``result``, ``event``, ``available``
-(retained ``online``/``offline``, ``offline`` also the Last Will) and ``stats``. paho-mqtt's network
+(retained ``online``/``offline``, ``offline`` also the Last Will), ``stats`` and ``snapshot`` (the annotated
+frame as JPEG, retained, every ``snapshot_interval_s``). paho-mqtt's network
 thread reconnects with backoff; our worker hands messages to paho only while connected, so a
 broker outage fills our bounded queue (oldest dropped, counted) and nothing else, and after the
 reconnect the queue drains in order behind the messages paho resends.
@@ -19,17 +20,17 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge import __version__
 from edge.errors import EXIT_CONFIG, EdgesightError
 from edge.publish.base import Sink
+from edge.publish.homeassistant import OFFLINE, ONLINE, config_topics_filter, discovery_configs
 from edge.publish.secrets import read_secret
 from edge.publish.settings import MqttSettings, check
+from edge.publish.snapshot import SNAPSHOT_QUALITY, annotate, encode_jpeg
 from edge.result import Result
-from edge.state import LiveState
+from edge.state import LiveState, ModelInfo
 
 log = logging.getLogger(__name__)
 
-ONLINE, OFFLINE = "online", "offline"
 INFLIGHT = 20  # QoS 1/2 messages awaiting their acknowledgement, as paho's own default window
 RECENT_ACKS = 1024  # acknowledgements that overtook publish() returning, kept to match them up
 
@@ -49,83 +50,24 @@ class Topics:
     event: str
     available: str
     stats: str
+    snapshot: str
 
     @classmethod
     def of(cls, settings: MqttSettings) -> "Topics":
         base = f"{settings.topic_prefix}/{settings.resolved_device_id()}"
-        return cls(*(f"{base}/{name}" for name in ("state", "result", "event", "available", "stats")))
+        names = ("state", "result", "event", "available", "stats", "snapshot")
+        return cls(*(f"{base}/{name}" for name in names))
 
 
 def _json(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
 
 
-def discovery_messages(settings: MqttSettings, topics: Topics, model: str) -> list[Message]:
-    """Retained Home Assistant discovery configs: label and confidence sensors, and diagnostic stats sensors."""
-    device_id = settings.resolved_device_id()
-    device = {
-        "identifiers": [f"edgesight_{device_id}"],
-        "name": f"edgesight {device_id}",
-        "manufacturer": "edgesight",
-        "model": model or "image classifier",
-        "sw_version": __version__,
-    }
-    # key: (name, state topic, value template, extra fields)
-    sensors: dict[str, tuple[str, str, str, dict[str, Any]]] = {
-        "label": ("Label", topics.state, "{{ value_json.label }}", {"icon": "mdi:image-search"}),
-        "confidence": (
-            "Confidence",
-            topics.state,
-            "{{ (value_json.score * 100) | round(1) }}",
-            {"unit_of_measurement": "%", "state_class": "measurement", "icon": "mdi:gauge"},
-        ),
-        "fps": ("Frames per second", topics.stats, "{{ value_json.fps }}", {"state_class": "measurement"}),
-        "latency": (
-            "Inference latency",
-            topics.stats,
-            "{{ value_json.latency_ms }}",
-            {"unit_of_measurement": "ms", "device_class": "duration", "state_class": "measurement"},
-        ),
-        "frame_age": (
-            "Frame age",
-            topics.stats,
-            "{{ value_json.frame_age_ms }}",
-            {"unit_of_measurement": "ms", "device_class": "duration", "state_class": "measurement"},
-        ),
-        "dropped_frames": (
-            "Dropped frames",
-            topics.stats,
-            "{{ value_json.dropped_frames }}",
-            {"state_class": "total_increasing"},
-        ),
-    }
-    messages = []
-    for key, (name, state_topic, template, extra) in sensors.items():
-        config = {
-            "name": name,
-            "unique_id": f"edgesight_{device_id}_{key}",
-            "state_topic": state_topic,
-            "value_template": template,
-            "availability_topic": topics.available,
-            "payload_available": ONLINE,
-            "payload_not_available": OFFLINE,
-            "device": device,
-            "origin": {"name": "edgesight", "sw_version": __version__},
-            **extra,
-        }
-        if state_topic == topics.stats:
-            config["entity_category"] = "diagnostic"
-        if key == "label":
-            config["json_attributes_topic"] = topics.state
-        topic = f"{settings.discovery_prefix}/sensor/{device_id}/{key}/config"
-        messages.append(Message(topic, _json(config), 1, True))
-    return messages
-
-
 class MqttSink(Sink):
     """Publishes results to an MQTT broker; never blocks the caller, reconnects on its own.
 
-    ``state``, when given, supplies the model version for ``state`` and the numbers for ``stats``.
+    ``state``, when given, supplies the model version for ``state``, the numbers for ``stats``, the frame
+    for ``snapshot`` and the labels for Home Assistant's per-class sensors.
     """
 
     def __init__(self, settings: MqttSettings, state: LiveState | None = None) -> None:
@@ -147,6 +89,9 @@ class MqttSink(Sink):
         self._pending: set[int] = set()
         self._early_acks: OrderedDict[int, None] = OrderedDict()
         self._delivered_state: Message | None = None
+        self._announced_model: ModelInfo | None = None  # the worker's: the model the discovery configs describe
+        self._announced_configs: set[str] = set()
+        self._stale_configs: set[str] = set()  # configs of entities this device no longer has, to remove
         self._problem = ""
         self._client = self._make_client()
 
@@ -229,7 +174,10 @@ class MqttSink(Sink):
             self._report(f"broker {self.settings.host}:{self.settings.port} refused the connection: {reason}")
             return
         if self.settings.discovery:
-            client.subscribe(f"{self.settings.discovery_prefix}/status", qos=1)
+            # The second finds configs retained by an earlier run, for entities this model does not have.
+            client.subscribe(
+                [(f"{self.settings.discovery_prefix}/status", 1), (config_topics_filter(self.settings), 1)]
+            )
         with self._cond:
             self._connected = True
             self._generation += 1
@@ -260,11 +208,23 @@ class MqttSink(Sink):
             self._cond.notify_all()
 
     def _on_message(self, _client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
-        if message.topic == f"{self.settings.discovery_prefix}/status" and message.payload == ONLINE.encode():
-            log.info("mqtt: Home Assistant is online, announcing again")
+        if message.topic == f"{self.settings.discovery_prefix}/status":
+            if message.payload == ONLINE.encode():
+                log.info("mqtt: Home Assistant is online, announcing again")
+                with self._cond:
+                    self._announce_again = True
+                self._wake()
+            return
+        if message.payload and message.topic not in self._configs(self._model()):
             with self._cond:
-                self._announce_again = True
+                self._stale_configs.add(message.topic)
             self._wake()
+
+    def _model(self) -> ModelInfo | None:
+        return self.live_state.model if self.live_state else None
+
+    def _configs(self, model: ModelInfo | None) -> dict[str, bytes]:
+        return discovery_configs(self.settings, self.topics, model) if self.settings.discovery else {}
 
     def _report(self, problem: str) -> None:
         """Log a connection problem once, not on every retry."""
@@ -285,23 +245,35 @@ class MqttSink(Sink):
         return len(self._pending) < INFLIGHT
 
     def _work(self) -> None:
-        interval = self.settings.stats_interval_s
+        interval, snapshot_interval = self.settings.stats_interval_s, self.settings.snapshot_interval_s
         next_stats = time.monotonic() + interval
+        next_snapshot, snapshot_frames = time.monotonic(), 0
         while True:
             with self._cond:
                 announce = self._connected and (self._announced != self._generation or self._announce_again)
                 generation = self._generation
                 self._announce_again = False
+                stale, self._stale_configs = self._stale_configs, set()
             if announce:
                 self._announce()
                 with self._cond:
                     self._announced = generation
-            if self.live_state is not None and time.monotonic() >= next_stats:
-                next_stats = time.monotonic() + interval
+            elif self._connected and self.settings.discovery and self._model() != self._announced_model:
+                self._announce_entities()  # a reload brought another model: other labels, another name
+            for topic in stale:
+                log.info("mqtt: removing %s, an entity this model does not have", topic)
+                self._send(Message(topic, b"", 1, True), count=False)
+            now = time.monotonic()
+            if self.live_state is not None and now >= next_stats:
+                next_stats = now + interval
                 if self._connected:
                     stats = self.live_state.snapshot().stats()
                     self._send(Message(self.topics.stats, _json(stats), self.settings.qos_stats, False), count=False)
-            item = self._take(self._ready, timeout=max(0.0, next_stats - time.monotonic()))
+            if self.live_state is not None and snapshot_interval > 0 and now >= next_snapshot and self._connected:
+                next_snapshot = now + snapshot_interval
+                snapshot_frames = self._send_snapshot(snapshot_frames)
+            wake = min(next_stats, next_snapshot) if snapshot_interval > 0 else next_stats
+            item = self._take(self._ready, timeout=max(0.0, wake - time.monotonic()))
             if item is not None:
                 self._send(item)
                 continue
@@ -309,19 +281,36 @@ class MqttSink(Sink):
                 if self._finished():
                     return
 
+    def _send_snapshot(self, sent_frames: int) -> int:
+        """The latest classified frame with its top-k, as JPEG, when it is newer than the last one sent."""
+        assert self.live_state is not None
+        frames, result, image = self.live_state.latest()
+        if result is None or image is None or frames == sent_frames:
+            return sent_frames
+        jpeg = encode_jpeg(annotate(image, result.topk, self.settings.snapshot_width), SNAPSHOT_QUALITY)
+        self._send(Message(self.topics.snapshot, jpeg, 0, True), count=False)
+        return frames
+
     def _announce(self) -> None:
         """After every (re)connect: online, the discovery configs, the last state we handed over, stats."""
         self._send(Message(self.topics.available, ONLINE.encode(), 1, True), count=False)
         if self.settings.discovery:
-            model = self.live_state.model if self.live_state else None
-            name = model.title if model else ""
-            for message in discovery_messages(self.settings, self.topics, name):
-                self._send(message, count=False)
+            self._announce_entities()
         if self._delivered_state is not None:
             self._send(self._delivered_state, count=False)
         if self.live_state is not None:
             stats = self.live_state.snapshot().stats()
             self._send(Message(self.topics.stats, _json(stats), self.settings.qos_stats, False), count=False)
+
+    def _announce_entities(self) -> None:
+        """The discovery configs for the live model; those of entities it no longer has are removed."""
+        model = self._model()
+        configs = self._configs(model)
+        for topic in sorted(self._announced_configs - configs.keys()):
+            self._send(Message(topic, b"", 1, True), count=False)
+        for topic, payload in configs.items():
+            self._send(Message(topic, payload, 1, True), count=False)
+        self._announced_model, self._announced_configs = model, set(configs)
 
     def _send(self, message: Message, count: bool = True) -> None:
         """Hand one message to paho; QoS 0 is delivered once written, QoS 1/2 once acknowledged."""

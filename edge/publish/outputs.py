@@ -10,18 +10,40 @@ from typing import IO, TYPE_CHECKING
 
 from edge.publish.base import Sink
 from edge.publish.jsonl import JsonlSink
-from edge.publish.settings import HttpSettings, MqttSettings, OutputSettings
+from edge.publish.settings import HttpSettings, MqttSettings, OutputSettings, check
 from edge.result import Result
 from edge.state import LiveState
 
 if TYPE_CHECKING:
+    from edge.collect.api import DatasetApi
     from edge.publish.http import Classify, HttpServer
 
 log = logging.getLogger(__name__)
 
 
+def check_outputs(output: OutputSettings | None, mqtt: MqttSettings | None, http: HttpSettings | None) -> list[str]:
+    """Refuse what ``Outputs`` would refuse (settings, secret files, TLS files) without connecting or
+    listening; return what was checked, for ``edgesight check``."""
+    from edge.publish.http import read_token
+    from edge.publish.mqtt import MqttSink
+
+    checked = []
+    if output is not None:
+        check(output, "output")
+        checked.append("jsonl " + ("stdout" if output.jsonl == "-" else output.jsonl))
+    if mqtt is not None:
+        MqttSink(mqtt)  # reads the password and the TLS files as the daemon does; connects only on start
+        checked.append(f"mqtt {mqtt.host}:{mqtt.port}")
+    if http is not None:
+        check(http, "http")
+        token = read_token(http)
+        checked.append(f"http {http.host}:{http.port}" + (" with a token" if token else ""))
+    return checked
+
+
 class Outputs:
-    """The JSON lines sink, the MQTT sink and the HTTP server that the settings ask for, over one live state.
+    """The JSON lines sink, the MQTT sink and the HTTP server that the settings ask for, over one live state;
+    ``dataset`` serves /api/dataset and the /label page on the HTTP server.
 
     Settings that are None leave that output off. Everything is checked when constructed (config
     errors exit 78 before anything starts); ``start`` and ``close`` run in the right order.
@@ -35,6 +57,7 @@ class Outputs:
         mqtt: MqttSettings | None = None,
         http: HttpSettings | None = None,
         classify: "Classify | None" = None,
+        dataset: "DatasetApi | None" = None,
         stdout: IO[str] | None = None,
     ) -> None:
         self.state = state
@@ -47,7 +70,7 @@ class Outputs:
             self.sinks.append(MqttSink(mqtt, state))
         for sink in self.sinks:
             state.add_sink(sink)
-        self.http = _http_server(http, state, classify) if http is not None else None
+        self.http = _http_server(http, state, classify, dataset) if http is not None else None
 
     def start(self) -> None:
         for sink in self.sinks:
@@ -83,7 +106,9 @@ class Outputs:
         self.close()
 
 
-def _http_server(settings: HttpSettings, state: LiveState, classify: "Classify | None") -> "HttpServer":
+def _http_server(
+    settings: HttpSettings, state: LiveState, classify: "Classify | None", dataset: "DatasetApi | None"
+) -> "HttpServer":
     from edge.publish.http import HttpServer
 
-    return HttpServer(settings, state, classify)
+    return HttpServer(settings, state, classify, dataset)

@@ -43,6 +43,8 @@ class MqttSettings:
     qos_stats: int = 0
     result_interval_s: float = 0.0  # publish at most one `result` per interval; 0 publishes every one
     stats_interval_s: float = 30.0
+    snapshot_interval_s: float = 10.0  # the annotated frame on `snapshot` (a Home Assistant camera); 0 = off
+    snapshot_width: int = 640
     queue_size: int = 1000  # messages held while the broker is unreachable; the oldest go first
     reconnect_min_s: int = 1  # reconnect backoff doubles from this ...
     reconnect_max_s: int = 60  # ... up to this
@@ -73,6 +75,10 @@ class MqttSettings:
             found.append(("result_interval_s", f"must not be negative (got {self.result_interval_s})"))
         if self.stats_interval_s <= 0:
             found.append(("stats_interval_s", f"must be positive (got {self.stats_interval_s})"))
+        if self.snapshot_interval_s < 0:
+            found.append(("snapshot_interval_s", f"must not be negative (got {self.snapshot_interval_s})"))
+        if self.snapshot_width < 1:
+            found.append(("snapshot_width", f"must be at least 1 (got {self.snapshot_width})"))
         if self.queue_size < 1:
             found.append(("queue_size", f"must be at least 1 (got {self.queue_size})"))
         if not 1 <= self.reconnect_min_s <= self.reconnect_max_s:

@@ -4,28 +4,20 @@ The same script drives a Pi over ssh; the system test (tests/vm) runs it against
 """
 
 import json
-import os
 import subprocess
 
 import pytest
 
-from tests.helpers import ROOT, bundle_copy, get_json, status_or_none, wait_for
+from tests.helpers import ROOT, bundle_copy, get_json, local_device, status_or_none, wait_for
 
 pytestmark = pytest.mark.slow
 
 
 def deploy(daemon, bundle, wait_seconds: int = 60) -> subprocess.CompletedProcess:
     """deploy/deploy.sh (what `make deploy` runs) on this machine, reloading the test's daemon."""
-    env = {
-        **os.environ,
-        "STATE": str(daemon.bundles.parent),
-        "RELOAD": f"kill -HUP {daemon.pid}",
-        "STATUS_URL": daemon.url + "/api/status",
-        "WAIT_SECONDS": str(wait_seconds),
-    }
     return subprocess.run(
         ["bash", "deploy/deploy.sh", "local", str(bundle)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT, env=local_device(daemon, wait_seconds), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
 
 

@@ -2,6 +2,7 @@
 and picamera2 through a fake of its Picamera2 class (the only part that cannot exist here)."""
 
 import itertools
+import socket
 import sys
 import threading
 import time
@@ -15,7 +16,7 @@ from edge.capture.picamera import PicameraSource
 from edge.capture.thread import Backoff
 from edge.config import SourceConfig
 from edge.errors import EXIT_NO_INPUT, EXIT_UNAVAILABLE, EdgesightError
-from tests.helpers import CLIP_FRAMES, CLIP_HEIGHT, CLIP_WIDTH, drain, take_all, wait_for
+from tests.helpers import CLIP_FRAMES, CLIP_HEIGHT, CLIP_WIDTH, blank_png, drain, take_all, wait_for
 
 
 def test_video_file_delivers_every_frame_in_order_with_timestamps(camera_clip):
@@ -76,6 +77,25 @@ def test_image_folder_skips_and_counts_undecodable_files_and_frames_name_their_f
     assert (snapshot.frames_skipped, snapshot.frames_captured, snapshot.source_state) == (1, 3, "ended")
 
 
+def test_image_folder_skips_and_counts_images_over_the_pixel_limit_with_one_log_line(tmp_path, caplog):
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((20, 30, 3), 7, np.uint8))
+    (tmp_path / "b-bomb.png").write_bytes(blank_png(6000, 5000))  # decodes to 30 Mpx: 90 MB as BGR
+    cv2.imwrite(str(tmp_path / "c.png"), np.full((20, 30, 3), 9, np.uint8))
+    source = open_source(SourceConfig(uri=str(tmp_path), loop=True, max_pixels=24_000_000))
+    mailbox, health, thread, stop = drain(source)
+    try:
+        frames = [mailbox.take(timeout=10) for _ in range(6)]  # three passes over the folder
+    finally:
+        stop.set()
+        mailbox.close()
+        thread.join(10)
+    assert [int(f.image[0, 0, 0]) for f in frames] == [7, 9] * 3
+    assert health.snapshot().frames_skipped >= 2  # the bomb, once per pass
+    lines = [r.message for r in caplog.records if "b-bomb.png" in r.message]
+    assert lines == [f"{tmp_path / 'b-bomb.png'}: 6000x5000 pixels, over the limit of 24000000 pixels, skipped;"
+                     " raise [source] max_pixels to classify it"]  # fmt: skip
+
+
 def test_glob_and_missing_sources(tmp_path):
     cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((8, 8, 3), np.uint8))
     assert open_source(SourceConfig(uri=str(tmp_path / "*.jpg"))).description == "1 images"
@@ -126,6 +146,42 @@ def test_mjpeg_stream_dies_and_comes_back(mjpeg_server):
         mailbox.close()
         thread.join(10)
     assert not thread.is_alive()
+
+
+def test_a_returning_stream_is_used_within_two_seconds_although_the_backoff_grew(mjpeg_server):
+    server = mjpeg_server(jpegs(), fps=30)
+    source = open_source(SourceConfig(uri=server.url, timeout_s=1))
+    mailbox, health, thread, stop = drain(source, backoff=Backoff(8.0, 30.0))  # the next retry 8 s away
+    try:
+        assert mailbox.take(timeout=20) is not None
+        server.stop()
+        wait_for(lambda: health.snapshot().source_state == "reconnecting", what="the loss to be noticed")
+        mailbox.take(timeout=0.01)
+        time.sleep(1.5)  # the outage itself (a camera rebooting takes longer): not a synchronization
+        server.start()
+        back = time.monotonic()
+        wait_for(lambda: mailbox.take(timeout=0.1), timeout=2.0, what="a frame within 2 s of the stream's return")
+        assert time.monotonic() - back < 2.0 and health.snapshot().reconnects == 1
+    finally:
+        stop.set()
+        mailbox.close()
+        thread.join(10)
+
+
+def test_a_reachable_source_that_fails_to_open_keeps_its_backoff():
+    """A host that accepts connections but never answers the request is not retried at every probe."""
+    listener = socket.create_server(("127.0.0.1", 0))  # never accepts: connects succeed, requests time out
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/stream.mjpg"
+    mailbox, health, thread, stop = drain(open_source(SourceConfig(uri=url, timeout_s=0.5)), backoff=Backoff(1.5, 30))
+    try:
+        wait_for(lambda: health.snapshot().source_state == "reconnecting", what="the first failure")
+        assert not stop.wait(1.0)  # the probes would say reachable: the backoff must hold regardless
+        assert health.snapshot().reconnects == 0
+    finally:
+        stop.set()
+        mailbox.close()
+        thread.join(10)
+        listener.close()
 
 
 def test_camera_that_does_not_open_is_retried_not_fatal():

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import BIN, assert_one_line_error, run_cli, write_video
+from tests.helpers import BIN, assert_one_line_error, blank_png, free_port, run_cli, write_video
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +48,7 @@ def test_classify_skips_and_counts_undecodable_files(digits_bundle, digits_dir, 
     result = run_cli("edgesight", "classify", "--model", str(digits_bundle), str(tmp_path / "broken.png"), str(good))
     assert result.returncode == 0
     assert len(result.stdout.splitlines()) == 1
-    assert "broken.png: not a decodable image, skipped" in result.stderr
+    assert "broken.png: not a decodable image" in result.stderr
     assert "1 of 2 images skipped" in result.stderr
 
 
@@ -221,3 +221,93 @@ def test_run_a_plain_tflite_with_labels(digits_tflite, digits_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     labels = [json.loads(line)["label"] for line in result.stdout.splitlines()]
     assert len(labels) == len(list((digits_dir / "6").iterdir())) and labels.count("6") / len(labels) >= 0.95
+
+
+def test_classify_skips_an_image_whose_header_declares_too_many_pixels(digits_bundle, digits_dir, tmp_path):
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(blank_png(6000, 5000))  # 29 KB that decode to 30 million pixels
+    good = sorted((digits_dir / "7").iterdir())[0]
+    result = run_cli("edgesight", "classify", "--model", str(digits_bundle), str(bomb), str(good))
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line)["path"] for line in result.stdout.splitlines()] == [str(good)]
+    skipped = [line for line in result.stderr.splitlines() if "bomb.png" in line]
+    assert len(skipped) == 1 and "6000x5000 pixels, over the limit of 24000000 pixels" in skipped[0]
+    assert "raise --max-pixels" in skipped[0] and "1 of 2 images skipped" in result.stderr
+    raised = run_cli("edgesight", "classify", "--model", str(digits_bundle), "--max-pixels", "30000000", str(bomb))
+    assert raised.returncode == 0 and json.loads(raised.stdout)["path"] == str(bomb)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["edgesight", "classify", "photo.jpg"],  # no --model
+        ["edgesight", "no-such-command"],
+        ["edgesight", "run"],
+        ["edgesight", "classify", "--model", "m.tflite", "--top-k", "three", "x.jpg"],
+        ["edgesight", "classify", "--model", "m.tflite"],  # no images
+        ["edgesight", "classify", "--model", "bundle", "--labels", "l.txt", "x.jpg"],  # labels for a bundle
+        ["edgesight-train", "fit"],
+        ["edgesight-train", "quantize", "run", "--out", "b", "--max-drop", "x"],
+    ],
+    ids=["missing-flag", "unknown-command", "run-without-config", "bad-int", "no-images", "labels-bundle",
+         "train-missing-args", "train-bad-float"],
+)  # fmt: skip
+def test_usage_errors_exit_64_as_documented(args):
+    result = run_cli(*args)
+    assert result.returncode == 64, (result.returncode, result.stderr)
+    assert "error:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_classify_a_plain_tflite_with_labels_mean_and_std_flags(digits_tflite, digits_dir, tmp_path):
+    """As pycoral's and TensorFlow's examples are run: --model, --labels, --input, and the float model's
+    normalization given on the command line (our networks take raw pixels: mean 0, std 1)."""
+    model = tmp_path / "model" / "digits_float.tflite"
+    model.parent.mkdir()
+    shutil.copy(digits_tflite["float32"], model)  # no labels.txt beside it
+    labels = tmp_path / "names.txt"
+    labels.write_text("".join(f"digit-{d}\n" for d in range(10)))
+    images = sorted((digits_dir / "6").iterdir())[:20]
+    inputs = [arg for image in images for arg in ("--input", str(image))]
+    result = run_cli("edgesight", "classify", "--model", str(model), *inputs)
+    assert_one_line_error(result, 66, "no labels", "--labels")
+    result = run_cli(
+        "edgesight", "classify", "--model", str(model), "--labels", str(labels), "--mean", "0", "--std", "1", *inputs
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["path"] for line in lines] == [str(image) for image in images]
+    assert sum(line["label"] == "digit-6" for line in lines) >= 19
+    result = run_cli("edgesight", "classify", "--model", str(model), "-l", str(labels),
+                     "--mean", "0", "0", "--std", "1", "-i", str(images[0]))  # fmt: skip
+    assert_one_line_error(result, 64, "--mean and --std take one value, or one per channel")
+
+
+def write_config(path: Path, source: str, bundle: Path, extra: str = "") -> Path:
+    path.write_text(f'[source]\nuri = "{source}"\ntimeout_s = 1.0\n[model]\npath = "{bundle}"\n{extra}')
+    return path
+
+
+def test_check_fails_as_run_would_on_missing_secrets_and_sources_that_do_not_answer(
+    digits_bundle, digits_dir, tmp_path
+):
+    good = str(digits_dir / "2")
+    config = write_config(tmp_path / "ok.toml", good, digits_bundle, '[http]\nport = 0\n[output]\njsonl = ""\n')
+    result = run_cli("edgesight", "check", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "10 golden samples agree" in result.stdout and "(a 32x32 frame read)" in result.stdout
+    assert "outputs: http 127.0.0.1:0" in result.stdout
+
+    cases = {
+        "mqtt-password": (good, '[mqtt]\nusername = "pi"\npassword_file = "absent"\n', 78, "[mqtt] password_file"),
+        "http-token": (good, '[http]\ntoken_file = "absent"\n', 78, "[http] token_file"),
+        "camera": ("/dev/video99", "", 69, "camera /dev/video99 cannot be opened"),
+        "mjpeg": (f"http://127.0.0.1:{free_port()}/stream.mjpg", "", 69, "cannot be opened"),
+        "rtsp": (f"rtsp://127.0.0.1:{free_port()}/live", "", 69, "cannot be opened"),
+        "picamera2": ("picamera2", "", 69, "picamera2 does not import"),
+    }
+    for name, (source, extra, code, fragment) in cases.items():
+        config = write_config(tmp_path / f"{name}.toml", source, digits_bundle, extra)
+        checked = run_cli("edgesight", "check", "--config", str(config))
+        assert_one_line_error(checked, code, fragment)
+        if code == 78:  # what `run` does with the same config: refuse it with the same code
+            assert_one_line_error(run_cli("edgesight", "run", "--config", str(config)), 78, fragment)

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import load_config
+from edge.config import load_config, state_dir
 from edge.errors import EXIT_CONFIG, EdgesightError
 
 GOOD = """\
@@ -53,7 +53,7 @@ def test_unknown_key_names_file_line_key_and_allowed_keys(tmp_path):
 def test_unknown_section(tmp_path):
     error = error_of(tmp_path, GOOD + "\n[mqqt]\nhost = 'x'\n")
     assert ":9: [mqqt] is not a known section" in str(error) and error.exit_code == EXIT_CONFIG
-    assert "allowed: source, model, results, dataloop, output, mqtt, http" in str(error)
+    assert "allowed: source, model, results, collect, dataloop, output, mqtt, http" in str(error)
 
 
 def test_wrong_type_names_the_value(tmp_path):
@@ -64,7 +64,7 @@ def test_wrong_type_names_the_value(tmp_path):
 
 
 def test_missing_required_section_and_key(tmp_path):
-    assert "[model] section is required" in str(error_of(tmp_path, '[source]\nuri = "x"\n'))
+    assert "[source] section is required" in str(error_of(tmp_path, '[model]\npath = "x"\n'))
     assert "[model] needs the key 'path'" in str(error_of(tmp_path, '[source]\nuri = "x"\n[model]\nthreads = 1\n'))
 
 
@@ -80,7 +80,7 @@ def test_new_sections_have_documented_defaults(tmp_path):
     config = load_config(config_file(tmp_path, GOOD))
     assert config.source.timeout_s == 5.0 and config.source.reconnect_max_s == 30.0 and config.source.roi == ()
     assert config.results.threshold == 0.0 and config.results.smoothing == "none" and config.results.debounce == 1
-    assert config.dataloop.dir == "" and config.dataloop.max_mb == 100.0
+    assert config.dataloop is None and config.collect is None  # off unless their sections are present
     assert config.model.delegate == "auto"
 
 
@@ -112,11 +112,31 @@ def test_lists_and_keys_that_go_together(tmp_path):
     assert config.source.roi == (10, 20, 300, 200)
 
 
-def test_picamera_uri_and_data_loop_dir_resolution(tmp_path):
+def test_picamera_uri_and_state_dir_resolution(tmp_path):
     config = load_config(
-        config_file(tmp_path, GOOD.replace('"clip.mp4"', '"picamera2:1"') + '\n[dataloop]\ndir = "review"\n')
+        config_file(tmp_path, GOOD.replace('"clip.mp4"', '"picamera2:1"') + '\n[collect]\nstate_dir = "state"\n')
     )
-    assert config.source.uri == "picamera2:1" and config.dataloop.dir == str(tmp_path / "review")
+    assert config.source.uri == "picamera2:1" and state_dir(config) == tmp_path / "state"
+
+
+def test_state_dir_defaults_to_systemds_then_the_users_state_folder(tmp_path, monkeypatch):
+    config = load_config(config_file(tmp_path, GOOD))
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/edgesight")
+    assert state_dir(config) == Path("/var/lib/edgesight")
+    monkeypatch.delenv("STATE_DIRECTORY")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert state_dir(config) == tmp_path / "xdg" / "edgesight"
+
+
+def test_a_config_without_a_model_collects(tmp_path):
+    config = load_config(config_file(tmp_path, '[source]\nuri = "0"\n[collect]\ninterval_s = 5\n'))
+    assert config.model is None and config.collect is not None and config.collect.interval_s == 5
+
+
+def test_the_old_data_loop_folder_says_where_its_job_went(tmp_path):
+    error = error_of(tmp_path, GOOD + '\n[dataloop]\ndir = "review"\n')
+    assert error.exit_code == EXIT_CONFIG
+    assert ":10: [dataloop] dir is gone: the data loop's frames go to the inbox under [collect] state_dir" in str(error)
 
 
 PACKAGED = Path(__file__).resolve().parents[2] / "systemd" / "edgesight.toml"
@@ -131,7 +151,8 @@ def test_the_packaged_config_loads_and_every_commented_key_is_real(tmp_path):
     (tmp_path / "all.toml").write_text(uncommented)
     everything = load_config(tmp_path / "all.toml")
     assert everything.mqtt is not None and everything.mqtt.host == "broker.lan"
-    assert everything.dataloop.dir == "/var/lib/edgesight/dataloop"
+    assert everything.dataloop is not None and everything.collect is not None
+    assert state_dir(everything) == Path("/var/lib/edgesight")
 
 
 def test_publishing_sections_are_validated_with_the_line(tmp_path):

@@ -1,6 +1,7 @@
 """`edgesight run` as systemd runs it: a real process, a notification socket, HTTP, signals, reloads."""
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -123,3 +124,42 @@ def test_run_piped_into_head_stops_when_head_exits(tmp_path, digits_bundle, digi
     )  # fmt: skip
     assert [json.loads(line)["label"] for line in result.stdout.splitlines()] == ["2", "2", "2"]
     assert "stdout was closed by its reader; stopping" in result.stderr and "Traceback" not in result.stderr
+
+
+def after_last_reload(fields: list[str]) -> list[str]:
+    return fields[len(fields) - fields[::-1].index("RELOADING=1") :]
+
+
+def reload_with_source(daemon, uri: str) -> dict:
+    """Point the daemon's config at another source, send SIGHUP, and return /api/status once it answered."""
+    config = daemon.config.read_text()
+    daemon.config.write_text(re.sub(r"(?m)^uri = .*$", f'uri = "{uri}"\ntimeout_s = 1.0', config, count=1))
+    reloads = daemon.notify.fields().count("RELOADING=1")
+    daemon.send_signal(signal.SIGHUP)
+    wait_for(lambda: daemon.notify.fields().count("RELOADING=1") > reloads, what="the reload to start")
+    wait_for(lambda: "READY=1" in after_last_reload(daemon.notify.fields()), what="the reload's answer")
+    daemon.config.write_text(config)
+    return get_json(daemon.url + "/api/status")
+
+
+def test_a_reload_onto_a_missing_file_or_a_silent_stream_is_refused_and_the_old_source_goes_on(
+    daemon, tmp_path, digits_dir
+):
+    """Refused like a bad bundle: counted, shown in /api/status, and the old source and model keep classifying
+    (the process does not end: an exit 0 would keep systemd's Restart=on-failure from starting it again)."""
+    wait_for(lambda: (status_or_none(daemon.url + "/api/status") or {}).get("counters", {}).get("frames"), 60)
+    silent = f"http://127.0.0.1:{free_port()}/stream.mjpg"  # nothing listens there
+    for uri, reason in ((str(tmp_path / "absent.mp4"), "absent.mp4"), (silent, "cannot be opened")):
+        document = reload_with_source(daemon, uri)
+        assert document["reload"]["ok"] is False and reason in document["reload"]["message"], document["reload"]
+        frames = document["counters"]["frames"]
+        wait_for(lambda: get_json(daemon.url + "/api/status")["counters"]["frames"] > frames + 10, what="frames")  # noqa: B023
+        assert get_json(daemon.url + "/api/result")["label"] == "4"  # the old folder, through the old model
+        assert daemon.poll() is None
+    metrics = urllib.request.urlopen(daemon.url + "/metrics", timeout=5).read().decode()
+    assert "edgesight_reload_failures_total 2.0" in metrics
+    document = reload_with_source(daemon, str(digits_dir / "7"))  # a source that works is swapped in
+    assert document["reload"]["ok"] is True
+    wait_for(lambda: get_json(daemon.url + "/api/result")["label"] == "7", what="results from the new source")
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(30) == 0

@@ -35,3 +35,16 @@ def test_doctor_loads_the_model_and_runs_its_golden_check(digits_bundle, tmp_pat
     assert result.returncode == 69
     assert "fail  model" in result.stdout and "sha256" in result.stdout
     assert "1 problem(s) stop the daemon here: model" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_doctor_fails_when_the_configs_source_needs_what_is_missing(tmp_path):
+    """Without --config a missing picamera2 is a warning; with a config that reads the Pi camera, or a V4L2
+    device that does not exist, it is a failure (exit 69), as `run` would fail there."""
+    for uri, name in (("picamera2", "picamera2"), ("/dev/video99", "cameras")):
+        config = tmp_path / "edgesight.toml"
+        config.write_text(f'[source]\nuri = "{uri}"\n[model]\npath = "{tmp_path / "bundle"}"\n')
+        result = run_cli("edgesight", "doctor", "--config", str(config), "--json")
+        assert result.returncode == 69, result.stderr
+        checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+        assert checks[name]["status"] == "fail" and checks[name]["fix"], checks[name]
+        assert f"stop the daemon here: {name}, model" in result.stderr  # the absent bundle fails too

@@ -10,13 +10,13 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.config import Config, DataLoopConfig, ModelConfig, ResultsConfig, SourceConfig
+from edge.config import CollectConfig, Config, DataLoopConfig, ModelConfig, ResultsConfig, SourceConfig, load_config
 from edge.errors import EXIT_CONFIG, EdgesightError
 from edge.publish.settings import HttpSettings
 from edge.result import Result
 from edge.service import run
 from edge.state import LiveState
-from tests.helpers import CLIP_FRAMES, CLIP_HEIGHT, CLIP_WIDTH, digit_jpegs, free_port, wait_for
+from tests.helpers import CLIP_FRAMES, CLIP_HEIGHT, CLIP_WIDTH, bundle_copy, digit_jpegs, free_port, switch, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -122,7 +122,8 @@ def test_threshold_smoothing_and_data_loop(digits_bundle, digits_dir, tmp_path):
         source=SourceConfig(uri=str(digits_dir / "3")),
         model=ModelConfig(path=str(digits_bundle)),
         results=ResultsConfig(threshold=0.999, smoothing="majority", window=3, debounce=2),
-        dataloop=DataLoopConfig(dir=str(tmp_path / "loop"), below=1.0, min_interval_s=0, max_mb=0.1),
+        collect=CollectConfig(state_dir=str(tmp_path), interval_s=0, on_change=False, max_mb=0.1, duplicate=0),
+        dataloop=DataLoopConfig(below=1.0, min_interval_s=0),
     )
     daemon = Daemon(cfg)
     daemon.thread.join(120)
@@ -132,9 +133,12 @@ def test_threshold_smoothing_and_data_loop(digits_bundle, digits_dir, tmp_path):
     assert all(r["label"] == "unknown" for r in results if r["score"] < 0.999)
     assert all(set(r["smoothed"]) == {"label", "score"} for r in results)
     assert results[0]["state"] is None and results[1]["state"] is not None  # debounce 2
-    saved = sorted((tmp_path / "loop").glob("*.json"))
-    assert saved and daemon.final.dataloop_saved >= len(saved)
-    assert sum(p.stat().st_size for p in (tmp_path / "loop").iterdir()) <= 0.1 * 1024 * 1024
+    saved = sorted((tmp_path / "inbox").glob("*.json"))
+    assert saved and daemon.final.frames_kept >= len(saved)
+    assert sum(p.stat().st_size for p in (tmp_path / "inbox").iterdir()) <= 0.1 * 1024 * 1024
+    sidecar = json.loads(saved[0].read_text())
+    assert sidecar["reason"] in ("low", "state") and sidecar["suggestion"][0][0] == "3"
+    assert {p.stem for p in (tmp_path / "inbox").glob("*.jpg")} == {p.stem for p in saved}  # pairs, whole
 
 
 def test_results_from_a_glob_source_name_their_image_file(digits_bundle, digits_dir, tmp_path):
@@ -205,3 +209,40 @@ def test_max_fps_spaces_classifications_at_least_its_interval(digits_bundle, dig
     daemon.finish()
     gaps = np.diff(emitted)
     assert gaps.min() >= 0.045, gaps  # a lower bound: a busy machine only makes the gaps longer
+
+
+def test_the_old_model_keeps_classifying_while_a_reload_is_prepared(digits_bundle, digits_dir, tmp_path):
+    """The new bundle's check in a child, its loading and golden samples take most of a second: the loop goes on
+    classifying with the old model meanwhile, and the new one is swapped in only when all of it passed."""
+    bundles = tmp_path / "bundles"
+    bundles.mkdir()
+    bundle_copy(digits_bundle, bundles / "1.0.0", "1.0.0")
+    switch(bundles, "1.0.0")
+    path = tmp_path / "edgesight.toml"
+    path.write_text(
+        f'[source]\nuri = "{digits_dir / "4"}"\nloop = true\nmax_fps = 100\n'
+        f'[model]\npath = "{bundles / "current"}"\nthreads = 1\n[output]\njsonl = ""\n'
+    )
+    state, stop, reload, requested = LiveState(), threading.Event(), threading.Event(), threading.Event()
+    seen: list[tuple[bool, str]] = []  # per result: was the reload requested yet, which model was live
+
+    def emit(_result: Result) -> None:
+        seen.append((requested.is_set(), state.snapshot().model.version))
+
+    daemon = threading.Thread(
+        target=run, args=(load_config(path), stop, emit, state), kwargs={"reload": reload, "config_path": path}
+    )
+    daemon.start()
+    try:
+        wait_for(lambda: len(seen) >= 5, timeout=60, what="results from the old model")
+        bundle_copy(digits_bundle, bundles / "2.0.0", "2.0.0")
+        switch(bundles, "2.0.0")
+        requested.set()
+        reload.set()
+        wait_for(lambda: seen[-1][1] == "2.0.0", timeout=60, what="the new model")
+    finally:
+        stop.set()
+        daemon.join(60)
+    old_while_reloading = sum(1 for asked, version in seen if asked and version == "1.0.0")
+    assert old_while_reloading >= 5, old_while_reloading
+    assert state.snapshot().reload.ok is True and seen[-1] == (True, "2.0.0")

@@ -13,7 +13,9 @@ from edge.capture.mjpeg import REDUCED, HttpSource, reduction
 from edge.capture.opencv import CameraSource
 from edge.config import Config, DataLoopConfig, ModelConfig, SourceConfig
 from edge.preprocess import PreprocessSpec, prepare
+from edge.result import Result
 from edge.service import run
+from edge.state import LiveState
 from tests.helpers import wait_for
 
 
@@ -150,29 +152,44 @@ def test_a_camera_keeps_the_configured_or_default_size_when_told_to(fake_v4l2, c
 
 
 @pytest.mark.slow
-def test_the_daemon_decodes_a_large_mjpeg_stream_small_and_still_reads_the_digit(
-    digits_bundle, digits_dir, mjpeg_server, tmp_path
+@pytest.mark.parametrize("keeping", [False, True], ids=["classifying", "with-a-data-loop"])
+def test_the_daemon_decodes_a_large_mjpeg_stream_small_unless_it_keeps_frames_and_still_reads_the_digit(
+    digits_bundle, digits_dir, mjpeg_server, tmp_path, monkeypatch, keeping
 ):
-    """End to end: an area bundle (32x32) on a 640x480 stream is decoded at 1/4, and classified as before."""
+    """End to end: an area bundle (32x32) on a 640x480 stream is decoded at 1/4 and classified as before;
+    with a data loop the frames it may keep for a dataset stay at the stream's size."""
     frames = []
     for path in sorted((digits_dir / "7").iterdir())[:5]:
         image = cv2.resize(cv2.imread(str(path)), (640, 480), interpolation=cv2.INTER_CUBIC)
         frames.append(jpeg(image, 90))
     server = mjpeg_server(frames, fps=20)
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))  # where a data loop keeps frames
+    loop = DataLoopConfig(below=0.0, on_change=False) if keeping else None
     config = Config(
         source=SourceConfig(uri=server.url, timeout_s=5),
         model=ModelConfig(path=str(digits_bundle)),
-        dataloop=DataLoopConfig(dir=str(tmp_path / "loop"), below=1.0, on_change=False, min_interval_s=0),
+        dataloop=loop,
     )
-    results, stop = [], threading.Event()
-    daemon = threading.Thread(target=run, args=(config, stop, lambda r: results.append(r.label)), name="daemon")
+    state, stop = LiveState(), threading.Event()
+    seen: list[tuple[str, tuple[int, ...]]] = []
+
+    def emit(result: Result) -> None:  # called right after the state took the frame the model was given
+        image = state.latest()[2]
+        assert image is not None
+        seen.append((result.label, image.shape))
+
+    daemon = threading.Thread(target=run, args=(config, stop, emit, state), name="daemon")
     daemon.start()
     try:
-        wait_for(lambda: len(results) >= 10, what="results from the stream")
+        wait_for(lambda: len(seen) >= 10, what="results from the stream")
     finally:
         stop.set()
         daemon.join(60)
-    shapes = [cv2.imread(str(p)).shape for p in (tmp_path / "loop").glob("*.jpg")]  # the frames the model was given
-    assert shapes.count((480, 640, 3)) == 1  # the first, decoded in full to learn the stream's size
-    assert shapes.count((120, 160, 3)) == len(shapes) - 1 >= 5
-    assert results.count("7") / len(results) >= 0.9
+    shapes = [shape for _, shape in seen]
+    if keeping:
+        assert shapes.count((480, 640, 3)) == len(shapes)
+    else:
+        assert shapes.count((480, 640, 3)) == 1  # the first, decoded in full to learn the stream's size
+        assert shapes.count((120, 160, 3)) == len(shapes) - 1 >= 9
+    labels = [label for label, _ in seen]
+    assert labels.count("7") / len(labels) >= 0.9

@@ -2,13 +2,16 @@
 classification of uploads, the bearer token, and the page in headless Chromium."""
 
 import json
+import logging
 import os
 import shutil
+import socket
 import struct
 import subprocess
+import threading
 import time
 import urllib.request
-import zlib
+from concurrent.futures import ThreadPoolExecutor
 from urllib.error import HTTPError
 
 import cv2
@@ -23,7 +26,7 @@ from edge.publish.jsonl import JsonlSink
 from edge.publish.settings import HttpSettings, OutputSettings
 from edge.result import Result
 from edge.state import LiveState, ModelInfo
-from tests.helpers import wait_for
+from tests.helpers import png_claiming, wait_for
 
 
 def request(url: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, dict, bytes]:
@@ -39,13 +42,6 @@ def png_bytes(image: np.ndarray) -> bytes:
     ok, data = cv2.imencode(".png", image)
     assert ok
     return data.tobytes()
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A tiny PNG whose header declares a huge image: a decompression bomb's opening."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
-    return b"\x89PNG\r\n\x1a\n" + chunk
 
 
 def never(_image: np.ndarray) -> Classification:
@@ -281,3 +277,104 @@ def test_page_in_headless_chromium_shows_the_current_label_and_top_k(live, tmp_p
     assert shot.returncode == 0 and screenshot.stat().st_size > 5000, shot.stderr[-2000:]
     image = cv2.imread(str(screenshot))
     assert image.shape[:2] == (700, 1100) and image.std() > 10  # a rendered page, not a blank one
+
+
+def test_a_client_that_drops_its_connection_costs_one_debug_line_not_a_traceback(capfd, caplog):
+    server = HttpServer(HttpSettings(port=0), LiveState(), classify=never)
+    server.start()
+    host, port = server.url.removeprefix("http://").split(":")
+    try:
+        with caplog.at_level(logging.DEBUG, logger="edge.publish"):
+            for _ in range(20):
+                # Half an upload, then a reset (SO_LINGER 0): the server is cut off mid-read.
+                client = socket.create_connection((host, int(port)), timeout=5)
+                client.sendall(b"POST /api/classify HTTP/1.0\r\nContent-Length: 100000\r\n\r\n" + b"\xff" * 1000)
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                client.close()
+            wait_for(lambda: len([r for r in caplog.records if "went away" in r.message]) == 20, what="20 lines")
+        assert request(server.url + "/healthz")[0] == 503  # still serving
+    finally:
+        server.close()
+    went_away = [r for r in caplog.records if "went away" in r.message]
+    assert all(r.levelno == logging.DEBUG for r in went_away)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def post_at_once(url: str, body: bytes, clients: int) -> list[tuple[int, dict] | Exception]:
+    """``clients`` POSTs started together; each answer's status and headers, or the error it met."""
+    start = threading.Barrier(clients)
+
+    def post(_: int) -> tuple[int, dict] | Exception:
+        start.wait()
+        try:
+            status, headers, _ = request(url, body, {"Content-Type": "image/png"})
+        except OSError as e:  # a reset, a refused or timed-out connection
+            return e
+        return status, headers
+
+    with ThreadPoolExecutor(clients) as pool:
+        return list(pool.map(post, range(clients)))
+
+
+@pytest.mark.slow
+def test_a_burst_of_200_uploads_gets_answers_not_resets(digits_classifier, digit_images):
+    lock = threading.Lock()
+
+    def classify(image: np.ndarray) -> Classification:
+        with lock:
+            return digits_classifier.classify(image)
+
+    server = HttpServer(HttpSettings(port=0), LiveState(), classify=classify)
+    server.start()
+    try:
+        answers = post_at_once(server.url + "/api/classify", png_bytes(cv2.imread(str(digit_images["3"][0]))), 200)
+    finally:
+        server.close()
+    errors = [a for a in answers if isinstance(a, Exception)]
+    assert not errors, f"{len(errors)} connections failed, e.g. {errors[0]!r}"
+    assert {status for status, _ in answers} <= {200, 503}
+
+
+@pytest.mark.slow
+def test_when_every_handler_is_busy_the_server_answers_503_with_retry_after(digit_images):
+    release = threading.Event()
+
+    def stuck(_image: np.ndarray) -> Classification:
+        release.wait(30)  # a model call that takes long: every handler thread ends up waiting here
+        return Classification("slow", 1.0, (("slow", 1.0),), 1.0)
+
+    server = HttpServer(HttpSettings(port=0), LiveState(), classify=stuck)
+    server.start()
+    body = png_bytes(cv2.imread(str(digit_images["3"][0])))
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            burst = pool.submit(post_at_once, server.url + "/api/classify", body, 150)
+            wait_for(lambda: server._server.refused > 0, what="the first refusal")
+            release.set()
+            answers = burst.result(timeout=120)
+        metrics = request(server.url + "/metrics")[2].decode()
+    finally:
+        release.set()
+        server.close()
+    assert not [a for a in answers if isinstance(a, Exception)]
+    refused = [headers for status, headers in answers if status == 503]
+    assert refused and all(headers["Retry-After"] == "1" for headers in refused)
+    assert len(refused) + sum(status == 200 for status, _ in answers) == 150
+    assert f"edgesight_http_refused_total {float(len(refused))}" in metrics
+
+
+def test_favicon_is_served_and_the_page_links_it():
+    server = HttpServer(HttpSettings(port=0), LiveState())
+    server.start()
+    try:
+        status, headers, icon = request(server.url + "/favicon.ico")
+        page = request(server.url + "/")[2].decode()
+    finally:
+        server.close()
+    assert status == 200 and headers["Content-Type"] == "image/x-icon"
+    reserved, kind, count = struct.unpack_from("<HHH", icon)
+    assert (reserved, kind, count) == (0, 1, 1)
+    png = icon[struct.unpack_from("<I", icon, 18)[0] :]
+    assert cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED).shape == (32, 32, 4)
+    assert '<link rel="icon" href="favicon.ico">' in page

@@ -1,13 +1,16 @@
 """The MQTT sink against a real mosquitto: topics and payloads, retained state, Home Assistant discovery,
 Last Will, credentials, and a broker outage in the middle of a run."""
 
+import json
 import logging
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import cv2
+import numpy as np
 import pytest
 
 from edge.config import ResultsConfig
@@ -17,7 +20,7 @@ from edge.publish.settings import MqttSettings
 from edge.result import Result
 from edge.smoothing import ResultFilter
 from edge.state import LiveState, ModelInfo
-from tests.helpers import DEADLINE_S, ROOT, free_port, get_json, wait_for
+from tests.helpers import DEADLINE_S, ROOT, free_port, get_json, render_template, wait_for
 
 pytestmark = pytest.mark.system
 
@@ -93,7 +96,7 @@ def test_discovery_configs_are_retained_and_announced_again_when_home_assistant_
         assert config["unique_id"] == f"edgesight_{DEVICE}_{key}"
         assert config["device"]["identifiers"] == [f"edgesight_{DEVICE}"]
         assert config["device"]["model"] == "digits 2026.11.25"
-    assert by_key["label"]["state_topic"] == by_key["confidence"]["state_topic"] == f"{BASE}/state"
+    assert by_key["label"]["state_topic"] == f"{BASE}/state" and by_key["confidence"]["state_topic"] == f"{BASE}/result"
     assert by_key["label"]["value_template"] == "{{ value_json.label }}"
     assert by_key["confidence"]["unit_of_measurement"] == "%"
     assert by_key["fps"]["state_topic"] == f"{BASE}/stats" and by_key["fps"]["entity_category"] == "diagnostic"
@@ -322,3 +325,105 @@ def test_broker_outage_mid_run_keeps_classifying_and_delivers_the_queue_in_order
     assert [m.payload for m in recorder.on(f"{BASE}/available")][-1] == b"offline"  # clean stop
     availability = [m.payload for m in recorder.on(f"{BASE}/available")]
     assert availability[0] == b"online" and b"online" in availability[1:-1]  # announced again after the outage
+
+
+def configs(recorder, component: str) -> dict[str, dict]:
+    """The latest discovery config of each entity of ``component``, by object id; removed ones left out."""
+    latest = {m.topic.split("/")[3]: m.payload for m in recorder.messages if m.topic.split("/")[1] == component}
+    return {key: json.loads(payload) for key, payload in latest.items() if payload}
+
+
+def scored(n: int, label: str, score: float, state_changed: bool = False) -> Result:
+    return replace(fake_result(n, label, state_changed), score=score, topk=((label, score), ("x", 1 - score)))
+
+
+def test_confidence_follows_every_published_result_not_only_label_changes(mosquitto, recorder_factory, state):
+    recorder = recorder_factory(["homeassistant/sensor/#", f"{BASE}/result"])
+    sink = started(MqttSink(settings(mosquitto.port), state))
+    confidence = wait_for(lambda: configs(recorder, "sensor").get("confidence"), what="the confidence sensor")
+    for n, score in enumerate((0.61, 0.74, 0.93)):  # the state stays "7" throughout
+        sink.submit(scored(n, "7", score, state_changed=n == 0))
+    published = recorder.wait_for(f"{BASE}/result", 3)
+    sink.close(timeout=5)
+    assert confidence["state_topic"] == f"{BASE}/result"
+    assert [render_template(confidence["value_template"], m.payload) for m in published] == ["61.0", "74.0", "93.0"]
+
+
+def test_confidence_is_the_smoothed_score_when_smoothing_is_on(state):
+    from edge.publish.homeassistant import CONFIDENCE
+    from edge.result import Smoothed
+
+    result = replace(scored(0, "7", 0.5), smoothed=Smoothed("7", 0.8))
+    assert render_template(CONFIDENCE, result.encoded) == "80.0"
+
+
+def test_stats_before_anything_was_measured_are_null_not_zero(mosquitto, recorder_factory, state):
+    """A dip to zero in Home Assistant's history after every start: unknown until measured instead."""
+    recorder = recorder_factory(["homeassistant/sensor/#", f"{BASE}/stats"])
+    sink = started(MqttSink(settings(mosquitto.port, stats_interval_s=0.2), state))
+    first = recorder.wait_for(f"{BASE}/stats")[0]
+    fps = wait_for(lambda: configs(recorder, "sensor").get("fps"), what="the fps sensor")
+    assert {k: first.json()[k] for k in ("fps", "latency_ms", "frame_age_ms")} == dict.fromkeys(
+        ("fps", "latency_ms", "frame_age_ms")
+    )
+    assert render_template(fps["value_template"], first.payload) == "None"  # Home Assistant's "unknown"
+    for n in range(3):
+        state.on_result(fake_result(n, "1", latency_ms=2.0))
+    measured = wait_for(lambda: [m.json() for m in recorder.on(f"{BASE}/stats") if m.json()["frames"] == 3])[-1]
+    sink.close(timeout=5)
+    assert measured["latency_ms"] == 2.0 and measured["frame_age_ms"] == 3.0 and measured["fps"] > 0
+
+
+def test_a_binary_sensor_per_class_is_on_only_while_that_class_is_the_state(mosquitto, recorder_factory, state):
+    labels = ("cat", "dog", 'bird\'s "nest"')
+    state.set_model(ModelInfo("pets", "1", labels=labels))
+    recorder = recorder_factory(["homeassistant/binary_sensor/#", f"{BASE}/state"])
+    sink = started(MqttSink(settings(mosquitto.port), state))
+    sensors = wait_for(lambda: len(configs(recorder, "binary_sensor")) == 3 and configs(recorder, "binary_sensor"))
+    assert {c["name"] for c in sensors.values()} == set(labels)
+    assert all(c["state_topic"] == f"{BASE}/state" and c["availability_topic"] == f"{BASE}/available"
+               for c in sensors.values())  # fmt: skip
+    for n, label in enumerate(labels):
+        sink.submit(fake_result(n, label, state_changed=True))
+        message = recorder.wait_for(f"{BASE}/state", n + 1)[-1]
+        on = {c["name"] for c in sensors.values() if render_template(c["value_template"], message.payload) == "ON"}
+        assert on == {label}
+    # A reload brings a model with other classes: the sensors of the classes it lacks are removed.
+    state.set_model(ModelInfo("pets", "2", labels=("cat", "hamster")))
+    sink.submit(fake_result(9, "cat", state_changed=True))
+    wait_for(lambda: {c["name"] for c in configs(recorder, "binary_sensor").values()} == {"cat", "hamster"},
+             what="the sensors of the new model's classes only")  # fmt: skip
+    sink.close(timeout=5)
+
+
+def test_configs_left_by_an_earlier_run_for_classes_the_model_lacks_are_removed(mosquitto, recorder_factory, state):
+    state.set_model(ModelInfo("pets", "1", labels=("cat", "dog")))
+    started(MqttSink(settings(mosquitto.port), state)).close(timeout=5)
+    state.set_model(ModelInfo("pets", "2", labels=("cat",)))  # the daemon restarts with another model
+    sink = started(MqttSink(settings(mosquitto.port), state))
+    watcher = recorder_factory(["homeassistant/#"], client_id="watcher")
+    wait_for(lambda: set(configs(watcher, "binary_sensor")) == {"class_cat"}, what="class_dog to be removed")
+    sink.close(timeout=5)
+    retained = recorder_factory(["homeassistant/#"], client_id="later")
+    wait_for(lambda: "class_cat" in configs(retained, "binary_sensor"), what="the retained configs")
+    assert set(configs(retained, "binary_sensor")) == {"class_cat"}
+
+
+def test_the_snapshot_is_a_camera_whose_image_is_throttled_by_snapshot_interval(mosquitto, recorder_factory, state):
+    recorder = recorder_factory(["homeassistant/camera/#", f"{BASE}/snapshot"])
+    sink = started(MqttSink(settings(mosquitto.port, snapshot_interval_s=0.5, snapshot_width=320), state))
+    camera = wait_for(lambda: configs(recorder, "camera").get("snapshot"), what="the camera's config")
+    assert camera["topic"] == f"{BASE}/snapshot" and camera["availability_topic"] == f"{BASE}/available"
+    frame = np.full((240, 320, 3), 90, np.uint8)
+    began, fed = time.monotonic(), 0
+    while len(recorder.on(f"{BASE}/snapshot")) < 3:
+        state.on_result(scored(fed, "7", 0.9), frame)  # a result every 10 ms: 50 for each snapshot
+        fed += 1
+        assert time.monotonic() - began < DEADLINE_S, "no snapshots"
+        time.sleep(0.01)
+    elapsed = time.monotonic() - began
+    sink.close(timeout=5)
+    snapshots = recorder.on(f"{BASE}/snapshot")
+    assert len(snapshots) <= elapsed / 0.5 + 2 and fed > 3 * len(snapshots)
+    image = cv2.imdecode(np.frombuffer(snapshots[-1].payload, np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape == (240, 320, 3) and image[:20].mean() != 90  # scaled to snapshot_width, top-k drawn
