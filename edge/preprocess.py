@@ -114,6 +114,15 @@ def halve(image: np.ndarray, width: int, height: int) -> np.ndarray:
     return image
 
 
+def halving_ahead(spec: PreprocessSpec) -> tuple[int, int] | None:
+    """The (width, height) that ``halve`` may run to where a frame is decoded, ahead of ``prepare``, with
+    the very same result: a squash resize by area (contract 2), whose first step it is. None otherwise
+    (a crop or letterbox box is measured on the whole frame)."""
+    if spec.interpolation == "area" and spec.version >= 2 and spec.resize == "squash":
+        return spec.width, spec.height
+    return None
+
+
 def resize_to(
     image: np.ndarray, width: int, height: int, spec: PreprocessSpec, dst: np.ndarray | None = None
 ) -> np.ndarray:

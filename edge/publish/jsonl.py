@@ -4,6 +4,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import IO, BinaryIO
 
@@ -12,6 +13,8 @@ from edge.publish.settings import OutputSettings, check
 from edge.result import Result
 
 log = logging.getLogger(__name__)
+
+LINGER_S = 0.01  # at hundreds of results a second, one write per several of them (a line is at most this late)
 
 
 class JsonlSink(Sink):
@@ -26,17 +29,37 @@ class JsonlSink(Sink):
         self._size = 0
         self._path = None if settings.jsonl == "-" else Path(settings.jsonl)
 
-    def _deliver(self, item: Result) -> None:
-        data = item.encoded + b"\n"
-        if self._path is None:
-            stream = self._stdout or sys.stdout
+    def _work(self) -> None:
+        """Lines written as they come, flushed once per batch; after a flush the next lines gather for
+        ``LINGER_S``, so a fast loop wakes this thread and writes once per few results, not per result."""
+        while True:
+            items = self._take_all()
+            if not items:
+                with self._cond:
+                    if self._finished():
+                        return
+                continue
             try:
-                stream.write(data.decode())
-                stream.flush()
-            except BrokenPipeError:
-                if self._stdout is not None:
-                    raise
-                self._reader_gone()
+                for item in items:
+                    self._write(item.encoded + b"\n")
+                self._flush()
+            except BrokenPipeError as e:
+                if self._path is None and self._stdout is None:
+                    self._reader_gone()
+                self._count_all(items, False, str(e))
+            except (OSError, ValueError) as e:  # ValueError: e.g. a stream closed under a stuck delivery
+                self._count_all(items, False, str(e))
+            else:
+                self._count_all(items, True)
+            time.sleep(LINGER_S)
+
+    def _count_all(self, items: list[Result], ok: bool, detail: str = "") -> None:
+        for _ in items:
+            self._count(ok, detail)
+
+    def _write(self, data: bytes) -> None:
+        if self._path is None:
+            (self._stdout or sys.stdout).write(data.decode())
             return
         if self._stream is None:
             self._open()
@@ -44,8 +67,12 @@ class JsonlSink(Sink):
             self._rotate()
         assert self._stream is not None
         self._stream.write(data)
-        self._stream.flush()
         self._size += len(data)
+
+    def _flush(self) -> None:
+        stream = (self._stdout or sys.stdout) if self._path is None else self._stream
+        assert stream is not None
+        stream.flush()
 
     def _reader_gone(self) -> None:
         """The reader of stdout went away (`edgesight run | head`): stop the daemon, as SIGPIPE would."""

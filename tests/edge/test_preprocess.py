@@ -2,7 +2,16 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.preprocess import CONTRACT_VERSION, PreprocessSpec, halve, normalize, prepare, quantize, quantize_table
+from edge.preprocess import (
+    CONTRACT_VERSION,
+    PreprocessSpec,
+    halve,
+    halving_ahead,
+    normalize,
+    prepare,
+    quantize,
+    quantize_table,
+)
 
 
 def spec(**kw) -> PreprocessSpec:
@@ -150,3 +159,27 @@ def test_contract_version_2_changes_only_area(sized_frames, interpolation):
 
 def test_an_unknown_contract_version_names_the_field_and_the_known_ones():
     assert any("version must be one of 1, 2 (got 3)" in p for p in spec(version=3).problems())
+
+
+@pytest.mark.parametrize("decoded", ["bgr", "grey", "bgra", "odd"])
+@pytest.mark.parametrize(("size", "color"), [(32, "grayscale"), (96, "rgb"), (224, "rgb")])
+def test_halving_where_the_frame_is_decoded_changes_nothing_the_model_is_given(sized_frames, decoded, size, color):
+    """The capture thread may run ``halve`` ahead of ``prepare`` (squash by area): the same pixels result."""
+    frame = sized_frames["1080p" if decoded != "odd" else "odd"][0]
+    frame = {
+        "grey": lambda f: cv2.cvtColor(f, cv2.COLOR_BGR2GRAY),
+        "bgra": lambda f: cv2.cvtColor(f, cv2.COLOR_BGR2BGRA),
+    }.get(decoded, lambda f: f)(frame)
+    s = spec(height=size, width=size, color=color)
+    assert halving_ahead(s) == (size, size)
+    early = halve(frame, *halving_ahead(s))
+    assert early.shape[0] < frame.shape[0] or decoded == "odd"
+    assert np.array_equal(prepare(early, s), prepare(frame, s))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"resize": "center_crop"}, {"resize": "letterbox"}, {"interpolation": "linear"}, {"version": 1}],
+)
+def test_no_halving_ahead_where_it_would_change_the_pixels(changes):
+    assert halving_ahead(spec(height=96, width=96, **changes)) is None

@@ -58,3 +58,15 @@ def test_bad_settings_are_config_errors_naming_the_key():
     with pytest.raises(EdgesightError) as error:
         JsonlSink(OutputSettings(jsonl="x.jsonl", keep=0))
     assert error.value.exit_code == EXIT_CONFIG and str(error.value).startswith("[output] keep must be at least 1")
+
+
+def test_a_fast_burst_is_written_in_batches_complete_and_in_order(tmp_path):
+    """Results submitted faster than lines are flushed: every one arrives, in order, counted as delivered."""
+    path = tmp_path / "results.jsonl"
+    sink = JsonlSink(OutputSettings(jsonl=str(path)))
+    sink.start()
+    for n in range(500):
+        sink.submit(record(n))
+    sink.close(timeout=5)
+    assert [json.loads(line)["frame"] for line in path.read_text().splitlines()] == list(range(500))
+    assert sink.counters().delivered == 500
