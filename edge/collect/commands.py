@@ -10,10 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edge.collect import REMOTE_CONFIG, REMOTE_EDGESIGHT
 from edge.collect.burst import Kept
-from edge.collect.client import local_daemon, post
 from edge.collect.dataset import Dataset, class_problem
-from edge.collect.pull import REMOTE_CONFIG, REMOTE_EDGESIGHT, fetch, local_hashes, merge, read_have
 from edge.config import load_config, state_dir
 from edge.console import HelpFormatter, add_logging_flags, write_json_line
 from edge.errors import EXIT_NO_INPUT, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, EdgesightError
@@ -23,6 +22,8 @@ log = logging.getLogger("edgesight")
 
 
 def pull_data(args: argparse.Namespace) -> int:
+    from edge.collect.pull import fetch, local_hashes, merge  # urllib, http.client, ssl: not for `edgesight run`
+
     into: Path = args.into
     have = local_hashes(into)
     if args.print_have:
@@ -58,6 +59,9 @@ def dataset_export(args: argparse.Namespace) -> int:
     """On the device: the daemon's export through its HTTP API (token from the config), or from the disk
     when the daemon serves no HTTP, does not answer, or wants a token this command cannot read (a systemd
     credential)."""
+    from edge.collect.client import local_daemon
+    from edge.collect.pull import fetch, read_have
+
     config = load_config(args.config)
     have = frozenset() if sys.stdin.isatty() else read_have(sys.stdin.buffer)
     out = sys.stdout.buffer
@@ -84,6 +88,8 @@ def collect(args: argparse.Namespace) -> int:
     problem = class_problem(args.label)
     if problem:
         raise EdgesightError(f"--label: {problem}", EXIT_USAGE)
+    from edge.collect.client import local_daemon
+
     config = load_config(args.config)
     daemon = local_daemon(config)
     if daemon is not None:
@@ -101,6 +107,8 @@ def collect(args: argparse.Namespace) -> int:
 
 def burst_via_daemon(url: str, token: str | None, label: str, count: int, interval_s: float) -> int:
     """The running daemon holds the camera: it keeps the frames, this command reports them."""
+    from edge.collect.client import post
+
     document = {"label": label, "count": count, "interval_s": interval_s}
     log.info("the daemon at %s captures %d frame(s) into %s", url, count, label)
     with post(url, "/api/dataset/capture", document, token, timeout_s=interval_s + 30) as stream:
