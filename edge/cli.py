@@ -132,7 +132,7 @@ def _check(args: argparse.Namespace) -> int:
     classifier = load_classifier(config.model)
     checked = classifier.golden_check()
     spec = classifier.manifest.preprocess
-    source = open_source(config.source, (spec.width, spec.height))
+    source = open_source(config.source, (spec.width, spec.height), averaging=spec.interpolation == "area")
     frame = crop(first_frame(source), config.source.roi)
     print(
         f"{args.config}: ok: model {classifier.name} ({checked} golden samples agree), source {source.description}"

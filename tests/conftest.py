@@ -166,6 +166,30 @@ def camera_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_video(tmp_path_factory.mktemp("video") / "camera.mp4", camera_frames(), CLIP_FPS)
 
 
+CAMERA_SIZES = {"480p": (640, 480), "720p": (1280, 720), "1080p": (1920, 1080), "odd": (1001, 563)}
+
+
+@pytest.fixture(scope="session")
+def sized_frames() -> dict[str, list]:
+    """BGR frames drawn at camera sizes (and an odd one), so a downscale meets full-resolution detail:
+    smooth texture with hard edges and text, and noise."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    frames = {}
+    for name, (width, height) in CAMERA_SIZES.items():
+        coarse = rng.integers(0, 256, (height // 16 + 1, width // 16 + 1, 3), dtype=np.uint8)
+        scene = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+        cv2.rectangle(scene, (width // 8, height // 6), (width // 3, height // 2), (250, 250, 250), -1)
+        cv2.circle(scene, (2 * width // 3, height // 2), height // 5, (40, 200, 90), -1)
+        cv2.putText(
+            scene, "edgesight", (width // 10, 4 * height // 5), cv2.FONT_HERSHEY_SIMPLEX, height / 250, (0,) * 3, 3
+        )
+        frames[name] = [scene, rng.integers(0, 256, (height, width, 3), dtype=np.uint8)]
+    return frames
+
+
 @pytest.fixture
 def fake_picamera2(monkeypatch: pytest.MonkeyPatch, camera_clip: Path) -> type[FakePicamera2]:
     """picamera2 replaced by its fake, serving the clip's first frames; reset for each test."""

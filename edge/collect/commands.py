@@ -12,10 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edge.collect import REMOTE_CONFIG, REMOTE_EDGESIGHT
 from edge.collect.burst import Kept
-from edge.collect.client import get_json, local_daemon, post
 from edge.collect.dataset import Dataset, class_problem
-from edge.collect.pull import REMOTE_CONFIG, REMOTE_EDGESIGHT, fetch, local_hashes, merge, read_have
 from edge.config import load_config, state_dir
 from edge.console import HelpFormatter, add_logging_flags, write_json_line
 from edge.errors import EXIT_NO_INPUT, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, EdgesightError
@@ -27,6 +26,8 @@ CAPTURE = "/api/dataset/capture"
 
 
 def pull_data(args: argparse.Namespace) -> int:
+    from edge.collect.pull import fetch, local_hashes, merge  # urllib, http.client, ssl: not for `edgesight run`
+
     into: Path = args.into
     have = local_hashes(into)
     if args.print_have:
@@ -62,6 +63,9 @@ def dataset_export(args: argparse.Namespace) -> int:
     """On the device: the daemon's export through its HTTP API (token from the config), or from the disk
     when the daemon serves no HTTP, does not answer, or wants a token this command cannot read (a systemd
     credential)."""
+    from edge.collect.client import local_daemon
+    from edge.collect.pull import fetch, read_have
+
     config = load_config(args.config)
     have = frozenset() if sys.stdin.isatty() else read_have(sys.stdin.buffer)
     out = sys.stdout.buffer
@@ -81,6 +85,8 @@ def dataset_export(args: argparse.Namespace) -> int:
 
 
 def collect(args: argparse.Namespace) -> int:
+    from edge.collect.client import local_daemon
+
     if args.label is None:
         from edge.cli import run_daemon
 
@@ -107,6 +113,8 @@ def collect(args: argparse.Namespace) -> int:
 
 def start_burst(url: str, token: str | None, label: str, count: int, interval_s: float) -> dict[str, Any]:
     """The running daemon holds the camera: ask it for the burst, which it runs as a job of its own."""
+    from edge.collect.client import post
+
     document = {"label": label, "count": count, "interval_s": interval_s}
     with post(url, CAPTURE, document, token, timeout_s=30) as answer:
         try:
@@ -119,6 +127,8 @@ def start_burst(url: str, token: str | None, label: str, count: int, interval_s:
 
 def follow_burst(url: str, token: str | None, job: dict[str, Any]) -> int:
     """Poll the daemon's burst, reporting each frame it keeps, until it ends; Ctrl-C stops it there too."""
+    from edge.collect.client import get_json, post
+
     path, label, count = f"{CAPTURE}/{job['id']}", job["label"], job["count"]
     period = min(1.0, max(0.1, job["interval_s"]))
     reported = 0

@@ -138,3 +138,15 @@ def test_a_full_disk_leaves_only_whole_lines_in_the_file(tmp_path):
     counters = json.loads(done.stdout)
     assert counters["failed"] == 2 and counters["delivered"] == 4
     assert [json.loads(line)["frame"] for line in path.read_text().splitlines()] == [0, 1, 2, 5]
+
+
+def test_a_fast_burst_is_written_in_batches_complete_and_in_order(tmp_path):
+    """Results submitted faster than lines are flushed: every one arrives, in order, counted as delivered."""
+    path = tmp_path / "results.jsonl"
+    sink = JsonlSink(OutputSettings(jsonl=str(path)))
+    sink.start()
+    for n in range(500):
+        sink.submit(record(n))
+    sink.close(timeout=5)
+    assert [json.loads(line)["frame"] for line in path.read_text().splitlines()] == list(range(500))
+    assert sink.counters().delivered == 500
