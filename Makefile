@@ -48,9 +48,9 @@ help.PLATFORM := the Pi's CPU for make wheels: aarch64 (64-bit OS) or armv7l (32
 HOST ?=
 help.HOST := the Pi make deploy pushes BUNDLE to, make pull-data and make retrain fetch from (pi@raspberrypi.local)
 REMOTE_EDGESIGHT ?= $(PREFIX)/venv/bin/edgesight
-help.REMOTE_EDGESIGHT := make pull-data: edgesight on the Pi (HOST=local: on this machine)
+help.REMOTE_EDGESIGHT := make deploy/pull-data: edgesight on the Pi (HOST=local: on this machine)
 REMOTE_CONFIG ?= /etc/edgesight/edgesight.toml
-help.REMOTE_CONFIG := make pull-data: the daemon's config on the Pi
+help.REMOTE_CONFIG := make deploy/pull-data: the daemon's config on the Pi (its [http] address and token)
 PULL_FLAGS ?=
 help.PULL_FLAGS := flags of edgesight pull-data (--token-file FILE for an http:// HOST; see its --help)
 BOOT ?=
@@ -185,7 +185,8 @@ uninstall: ## on the Pi: remove the service, its user, config, bundles and virtu
 # From the dev machine -------------------------------------------------------------------------------
 deploy: ## push BUNDLE to HOST=user@pi, switch, and roll back unless it comes up healthy
 	@[ -n "$(HOST)" ] || { echo "usage: make deploy HOST=pi@raspberrypi.local BUNDLE=bundles/photos"; exit 64; }
-	bash deploy/deploy.sh $(HOST) $(BUNDLE)
+	REMOTE_EDGESIGHT=$(call quote,$(REMOTE_EDGESIGHT)) REMOTE_CONFIG=$(call quote,$(REMOTE_CONFIG)) \
+	  bash deploy/deploy.sh $(HOST) $(BUNDLE)
 
 pull-data: | $(STAMP) ## merge the images labelled on HOST=user@pi (or http://pi:8080) into DATA=folder, by content hash
 	@[ -n "$(HOST)" ] && [ "$(DATA)" != data/digits ] || \
@@ -199,7 +200,8 @@ retrain: | $(STAMP) ## pull HOST's labels into DATA, fit RUN, quantize BUNDLE; d
 	$(MAKE) --no-print-directory pull-data HOST=$(HOST) DATA=$(DATA)
 	$(BIN)/edgesight-train fit $(DATA) --out $(RUN) $(RETRAIN_FLAGS)
 	$(BIN)/edgesight-train quantize $(RUN) --out $(BUNDLE) $(QUANT_FLAGS)
-	MARGIN=$(MARGIN) TRAIN=$(BIN)/edgesight-train bash deploy/retrain.sh $(HOST) $(RUN) $(BUNDLE) $(DATA)
+	REMOTE_EDGESIGHT=$(call quote,$(REMOTE_EDGESIGHT)) REMOTE_CONFIG=$(call quote,$(REMOTE_CONFIG)) \
+	  MARGIN=$(MARGIN) TRAIN=$(BIN)/edgesight-train bash deploy/retrain.sh $(HOST) $(RUN) $(BUNDLE) $(DATA)
 
 wheels: $(STAMP) ## download what `make install` needs on a Pi into WHEELS=dir, for Pis without internet
 	@[ -n "$(WHEELS)" ] || { echo "usage: make wheels WHEELS=build/wheels [PLATFORM=aarch64|armv7l]"; exit 64; }

@@ -1,6 +1,7 @@
 """``python -m bench [--quick] [--out DIR]``: build what is missing, measure, write the results."""
 
 import argparse
+import dataclasses
 import datetime
 import logging
 import os
@@ -11,7 +12,7 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from bench import measure, models, report
+from bench import live, measure, models, prep, report
 from bench.programs import BIN, ROOT
 
 log = logging.getLogger("bench")
@@ -61,24 +62,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench", help="where results.json and results.md go")
     parser.add_argument("--build", type=Path, default=ROOT / "build" / "bench", help="cached models and videos")
     parser.add_argument("--threads", type=int, default=2, help="interpreter threads")
+    parser.add_argument("--rounds", type=int, help="rounds of each measurement (default 3, 5 per frame; --quick 1)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="bench: %(message)s")
     plan = measure.QUICK if args.quick else measure.FULL
+    if args.rounds:
+        plan = dataclasses.replace(plan, rounds=args.rounds, per_frame_rounds=args.rounds)
     started, load_before = time.monotonic(), _load()
     ws = measure.Workspace(args.build.resolve(), build_models(args.build, plan.models), args.threads)
     measurements: dict[str, dict] = {}
+    seconds: dict[str, int] = {}
     for key, function in (
-        ("pipeline_efficiency", measure.pipeline_efficiency),
+        ("per_frame", measure.per_frame),
         ("usual_loop", measure.usual_loop_comparison),
-        ("preprocessing", measure.preprocessing),
-        ("freshness", measure.freshness),
+        ("preprocessing", prep.preprocessing),
+        ("freshness", live.freshness),
+        ("footprint", live.footprint),
+        ("int8_vs_float", measure.int8_vs_float),
+        ("training", measure.training_input),
     ):
-        log.info("measuring %s", key.replace("_", " "))
+        log.info("measuring %s (load %s)", key.replace("_", " "), _load())
+        section_started = time.monotonic()
         measurements[key] = function(ws, plan)
-    log.info("measuring footprint")
-    measurements["footprint"] = measure.footprint(ws, plan, measurements["pipeline_efficiency"])
-    log.info("measuring int8 vs float")
-    measurements["int8_vs_float"] = measure.int8_vs_float(ws, plan)
+        seconds[key] = round(time.monotonic() - section_started)
     results = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": {
@@ -91,9 +97,14 @@ def main(argv: list[str] | None = None) -> int:
         "versions": _versions(),
         "threads": args.threads,
         "plan": "quick" if args.quick else "full",
+        "rounds": plan.rounds,
+        "per_frame_rounds": plan.per_frame_rounds,
         "seconds": round(time.monotonic() - started),
+        "section_seconds": seconds,
         "measurements": measurements,
     }
+    results["ratios"] = report.ratios(results)
+    results["wall_ratios"] = report.wall_ratios(results)
     results["targets"] = report.targets(results)
     report.write(results, args.out)
     print(report.markdown(results))

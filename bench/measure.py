@@ -1,22 +1,32 @@
-"""The six measurements. Each returns plain data (for results.json); ratios compare runs made
-one after the other in the same benchmark run, on the same model, video and thread count."""
+"""The per-frame measurements: what a frame costs ``edgesight run`` against its floor (decode + invoke),
+against the usual example loop, and int8 against float. Each returns plain data for results.json.
 
-import functools
-import subprocess
-import time
+Every program is measured in every round, interleaved with the others, by CPU time per frame
+(``bench.cpu``); wall-clock rates are reported beside it. Ratios are taken within a round.
+"""
+
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
-import numpy as np
+from bench import cpu, media
+from bench.programs import BIN, daemon_config, edgesight_run, floor_decode, floor_invoke, run_program, usual_loop
 
-from bench import media
-from bench.models import linear_bundle
-from bench.programs import BIN, ROOT, ProgramRun, bare_rate, daemon_config, edgesight_run, run_program, usual_loop
-from edge.bundle import TensorSpec
-from edge.fastprep import make_preparer
-from edge.preprocess import PreprocessSpec
+
+@dataclass(frozen=True)
+class TrainingCase:
+    """One model trained by ``bench.training``: fit against a bare model.fit."""
+
+    model: str
+    size: int
+    width: float  # the width multiplier
+    images: int  # per class, generated
+    epochs: int  # the first is not timed
+
+    @property
+    def title(self) -> str:
+        width = f", width {self.width:g}" if self.width != 1.0 else ""
+        return f"{self.model} {self.size}²{width}"
 
 
 @dataclass(frozen=True)
@@ -24,18 +34,45 @@ class Plan:
     """How much of everything to run: the full benchmark, or the smoke test's ``--quick`` sliver."""
 
     models: tuple[str, ...]
-    frames: int  # frames in the 480p video
-    frames_1080p: int
-    preprocess_repeats: int
+    frames: dict[str, tuple[int, int]]  # model -> frames of the short and the long 480p video
+    frames_1080p: dict[str, tuple[int, int]]
+    invoke_s: float  # CPU seconds of each bare invoke loop
+    preprocess_calls: int  # calls per timed batch of one preprocessing path
+    rounds: int  # every section measures all its programs this many times, interleaved
+    per_frame_rounds: int  # section 1 (the per-frame targets) a few more
     freshness_model: str
     freshness_s: float
     footprint_model: str
-    invokes: int  # bare-loop and int8/float invokes
-    repeats: int  # throughput runs are repeated, interleaved, and the best kept: other work only slows
+    training: tuple[TrainingCase, ...] = ()
 
 
-FULL = Plan(("tiny", "resnet8", "mobilenetv2"), 300, 150, 200, "mobilenetv2", 10.0, "mobilenetv2", 200, 2)
-QUICK = Plan(("tiny",), 40, 40, 5, "tiny", 1.5, "tiny", 20, 1)
+FULL = Plan(
+    models=("tiny", "resnet8", "mobilenetv2"),
+    frames={"tiny": (300, 1500), "resnet8": (300, 1500), "mobilenetv2": (100, 500)},
+    frames_1080p={"tiny": (50, 250), "resnet8": (50, 250), "mobilenetv2": (50, 250)},
+    invoke_s=1.5,
+    preprocess_calls=50,
+    rounds=3,
+    per_frame_rounds=5,
+    freshness_model="mobilenetv2",
+    freshness_s=8.0,
+    footprint_model="mobilenetv2",
+    # CIFAR-10's image size for resnet8; MobileNetV2 as the README's recipe trains it for a Pi.
+    training=(TrainingCase("resnet8", 32, 1.0, 150, 3), TrainingCase("mobilenetv2", 96, 0.35, 60, 3)),
+)
+QUICK = Plan(
+    models=("tiny",),
+    frames={"tiny": (20, 60)},
+    frames_1080p={"tiny": (20, 40)},
+    invoke_s=0.2,
+    preprocess_calls=3,
+    rounds=1,
+    per_frame_rounds=1,
+    freshness_model="tiny",
+    freshness_s=1.5,
+    footprint_model="tiny",
+    training=(TrainingCase("tiny", 16, 1.0, 20, 2),),
+)
 
 
 @dataclass(frozen=True)
@@ -50,57 +87,59 @@ class Workspace:
     def int8(self, name: str) -> Path:
         return self.bundle(name) / "model.tflite"
 
+    def float(self, name: str) -> Path:
+        return (self.models[name] / "float.tflite").resolve()
+
     def ours(self, tag: str, source: str, bundle: Path, threads: int = 0) -> list[str]:
         config = daemon_config(self.build / "configs" / f"{tag}.toml", source, bundle, threads or self.threads)
         return edgesight_run(config)
+
+    def video(self, size: str, frames: int) -> str:
+        return str(media.video(self.build, size, frames).resolve())
+
+    def ours_over(self, tag: str, size: str, bundle: Path) -> Callable[[int], list[str]]:
+        """``edgesight run`` over the ``size`` video of n frames, for ``cpu.difference``."""
+
+        def command(frames: int) -> list[str]:
+            return self.ours(f"{tag}-{frames}", self.video(size, frames), bundle)
+
+        return command
+
+    def usual_over(self, name: str, size: str) -> Callable[[int], list[str]]:
+        """The usual loop over the ``size`` video of n frames, for ``cpu.difference``."""
+
+        def command(frames: int) -> list[str]:
+            return usual_loop(self.int8(name), self.video(size, frames), self.threads)
+
+        return command
 
     def log(self, tag: str) -> Path:
         return self.build / "logs" / f"{tag}.log"
 
 
-def _summary(run: ProgramRun) -> dict:
-    return {
-        "results": len(run.records),
-        "fps": round(run.rate(), 2),
-        "latency_ms_p50": round(run.latency_ms(50), 2),
-        "latency_ms_p99": round(run.latency_ms(99), 2),
-        "peak_rss_mb": round(run.peak_rss_mb, 1),
-        "peak_private_mb": round(run.peak_anon_mb, 1),
-        "first_result_s": round(run.first_result_s, 3),
-        "exit": run.returncode,
-    }
-
-
-def _best(runs: list[ProgramRun]) -> ProgramRun:
-    return max(runs, key=lambda run: run.rate())
-
-
-def pipeline_efficiency(ws: Workspace, plan: Plan) -> dict:
-    """1. ``edgesight run`` over a 480p file, as fast as it goes, vs ``set_tensor`` + ``invoke`` alone;
-    also with a linear-resize contract, to separate the pipeline's overhead from INTER_AREA's cost."""
-    video = str(media.video(ws.build, "480p", plan.frames).resolve())
+def per_frame(ws: Workspace, plan: Plan) -> dict:
+    """1. ``edgesight run`` over a 480p video, as fast as it goes, against the floor of a frame's cost:
+    decoding it (``bench.floor decode``) plus invoking the model (``bench.floor invoke``)."""
     rows = {}
     for name in plan.models:
-        commands = {
-            "ours": ws.ours(f"efficiency-{name}", video, ws.bundle(name)),
-            "linear": ws.ours(f"efficiency-linear-{name}", video, linear_bundle(ws.models[name])),
-        }
-        runs: dict[str, list[ProgramRun]] = {key: [] for key in commands}
-        bare = []
-        for _ in range(plan.repeats):
-            for key, command in commands.items():
-                runs[key].append(run_program(command, ws.log(f"efficiency-{key}-{name}")))
-            bare.append(bare_rate(ws.int8(name), ws.threads, plan.invokes))
-        ours, linear = _best(runs["ours"]), _best(runs["linear"])
-        bare_fps, bare_ms = max(bare)
+        short, long = plan.frames[name]
+        rounds: dict[str, list[cpu.Measured]] = {"decode": [], "invoke": [], "edgesight": []}
+        for _ in range(plan.per_frame_rounds):
+            rounds["decode"].append(cpu.reported(floor_decode(ws.video("480p", long)), ws.log(f"decode-480p-{name}")))
+            command = floor_invoke(ws.int8(name), ws.threads, plan.invoke_s)
+            rounds["invoke"].append(cpu.reported(command, ws.log(f"invoke-{name}")))
+            ours = ws.ours_over(f"per-frame-{name}", "480p", ws.bundle(name))
+            rounds["edgesight"].append(cpu.difference(ours, (short, long), ws.log(f"per-frame-{name}")))
+        overhead = [
+            ours.cpu_ms / (decode.cpu_ms + invoke.cpu_ms) for decode, invoke, ours in zip(*rounds.values(), strict=True)
+        ]
+        wall = [ours.fps / invoke.fps for invoke, ours in zip(rounds["invoke"], rounds["edgesight"], strict=True)]
         rows[name] = {
             "video": "480p",
-            "edgesight": _summary(ours),
-            "edgesight_linear": _summary(linear),
-            "bare_fps": round(bare_fps, 2),
-            "bare_invoke_ms": round(bare_ms, 2),
-            "efficiency": round(ours.rate() / bare_fps, 3),
-            "efficiency_linear": round(linear.rate() / bare_fps, 3),
+            "frames": [short, long],
+            "programs": {key: cpu.program(values) for key, values in rounds.items()},
+            "overhead": cpu.stat(overhead),
+            "fps_over_bare_fps": cpu.stat(wall),
         }
     return rows
 
@@ -108,162 +147,82 @@ def pipeline_efficiency(ws: Workspace, plan: Plan) -> dict:
 def usual_loop_comparison(ws: Workspace, plan: Plan) -> dict:
     """2. The usual synchronous example loop vs ``edgesight run``: same 1080p video, model and threads.
 
-    Our bundles resize with INTER_AREA (the training contract); the examples use ``cv2.resize``'s
-    default, INTER_LINEAR. The same model with a linear contract shows the pipeline on equal work.
+    Our bundles resize with the area contract (version 2: 2x2 averages, then INTER_AREA); the examples
+    use ``cv2.resize``'s default, INTER_LINEAR. Decoding alone is measured beside them.
     """
-    video = str(media.video(ws.build, "1080p", plan.frames_1080p).resolve())
     rows = {}
     for name in plan.models:
-        commands = {
-            "usual": usual_loop(ws.int8(name), video, ws.threads),
-            "ours": ws.ours(f"usual-ours-{name}", video, ws.bundle(name)),
-            "linear": ws.ours(f"usual-linear-{name}", video, linear_bundle(ws.models[name])),
-        }
-        runs: dict[str, list[ProgramRun]] = {key: [] for key in commands}
-        for _ in range(plan.repeats):
-            for key, command in commands.items():
-                runs[key].append(run_program(command, ws.log(f"usual-{key}-{name}")))
-        usual, ours, ours_linear = (_best(runs[key]) for key in commands)
+        short, long = plan.frames_1080p[name]
+        rounds: dict[str, list[cpu.Measured]] = {"decode": [], "usual": [], "edgesight": []}
+        for _ in range(plan.rounds):
+            command = floor_decode(ws.video("1080p", long))
+            rounds["decode"].append(cpu.reported(command, ws.log(f"decode-1080p-{name}")))
+            rounds["usual"].append(cpu.difference(ws.usual_over(name, "1080p"), (short, long), ws.log(f"usual-{name}")))
+            ours = ws.ours_over(f"usual-ours-{name}", "1080p", ws.bundle(name))
+            rounds["edgesight"].append(cpu.difference(ours, (short, long), ws.log(f"usual-ours-{name}")))
+        pairs = list(zip(rounds["usual"], rounds["edgesight"], strict=True))
         rows[name] = {
             "video": "1080p",
-            "edgesight": _summary(ours),
-            "edgesight_linear": _summary(ours_linear),
-            "usual": _summary(usual),
-            "throughput_ratio": round(ours.rate() / usual.rate(), 3),
-            "throughput_ratio_linear": round(ours_linear.rate() / usual.rate(), 3),
+            "frames": [short, long],
+            "programs": {key: cpu.program(values) for key, values in rounds.items()},
+            "cpu_ratio": cpu.stat([usual.cpu_ms / ours.cpu_ms for usual, ours in pairs]),
+            "throughput_ratio": cpu.stat([ours.fps / usual.fps for usual, ours in pairs]),
         }
     return rows
-
-
-def _usual_prepare(image: np.ndarray, size: int, tensor: TensorSpec) -> np.ndarray:
-    """The examples' preprocessing: area resize, colour, float normalization, then quantize."""
-    resized = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-    pixels = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB).astype(np.float32)  # mean 0, std 1: our models' contract
-    quantized = np.clip(np.round(pixels / tensor.scale + tensor.zero_point), -128, 127).astype(np.int8)
-    return quantized[np.newaxis]
-
-
-def _time_ms(function: Callable[[np.ndarray], np.ndarray], image: np.ndarray, repeats: int) -> float:
-    function(image)  # first call: tables and buffers
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function(image)
-        times.append(time.perf_counter() - started)
-    return float(np.median(times)) * 1000
-
-
-def preprocessing(ws: Workspace, plan: Plan) -> dict:
-    """3. One frame at 480p, 720p and 1080p to a 96² and a 224² int8 RGB input: ours vs the usual path."""
-    rows = {}
-    for size in (96, 224):
-        # Our models' integer input: the raw pixel shifted by the zero point.
-        tensor = TensorSpec("int8", (1, size, size, 3), scale=1.0, zero_point=-128)
-        ours = make_preparer(PreprocessSpec(height=size, width=size), tensor)
-        usual = functools.partial(_usual_prepare, size=size, tensor=tensor)
-        linear = make_preparer(PreprocessSpec(height=size, width=size, interpolation="linear"), tensor)
-        for name, frame_size in media.SIZES.items():
-            image = media.frame(frame_size, 1)
-            rows[f"{name}->{size}"] = {
-                "ours_ms": round(_time_ms(ours, image, plan.preprocess_repeats), 3),
-                "usual_ms": round(_time_ms(usual, image, plan.preprocess_repeats), 3),
-                "identical": bool(np.array_equal(ours(image), usual(image))),
-                "ours_linear_ms": round(_time_ms(linear, image, plan.preprocess_repeats), 3),
-            }
-    return rows
-
-
-def _ages(run: ProgramRun, produced: list[float]) -> list[float]:
-    pairs = zip(run.arrivals, run.records, strict=True)
-    return [(t - produced[r["frame"]]) * 1000 for t, r in pairs if r["frame"] < len(produced)]
-
-
-def _percentiles(values: list[float], digits: int = 1) -> dict:
-    if not values:
-        return {"p50": None, "p99": None}
-    return {f"p{q}": round(float(np.percentile(values, q)), digits) for q in (50, 99)}
-
-
-def _freshness_run(ws: Workspace, plan: Plan, size: str, program: str) -> dict:
-    name = plan.freshness_model
-    with media.MjpegStream(media.SIZES[size]) as stream:
-        if program == "edgesight":
-            command = ws.ours(f"freshness-{size}", stream.url, ws.bundle(name), threads=1)
-        else:
-            command = usual_loop(ws.int8(name), stream.url, 1)
-        run = run_program(command, ws.log(f"freshness-{size}-{program}"), duration_s=plan.freshness_s)
-        produced = list(stream.produced)
-    ages = _ages(run, produced)
-    row = {"frame_age_ms": _percentiles(ages), **_summary(run)}
-    if program == "edgesight":
-        row["reported_frame_age_ms"] = _percentiles([r["frame_age_ms"] for r in run.records])
-        # Other work on the machine stretches single inferences: each result's age over its own latency.
-        ratios = [age / r["latency_ms"] for age, r in zip(ages, run.records, strict=False) if r["latency_ms"]]
-        row["age_over_latency"] = _percentiles(ratios, 2)
-    return row
-
-
-def freshness(ws: Workspace, plan: Plan) -> dict:
-    """4. A live MJPEG stream at 30 fps on 127.0.0.1 (720p, 1080p): how old is the frame behind each result?
-
-    The age is measured from when the stream produced the frame to when its result line arrived, the
-    same way for both programs. Inference runs on one thread, so that it is slower than the stream.
-    """
-    streams = {
-        size: {program: _freshness_run(ws, plan, size, program) for program in ("edgesight", "usual")}
-        for size in ("720p", "1080p")
-    }
-    return {"model": plan.freshness_model, "fps": media.FPS, "streams": streams}
-
-
-# What a process holds before it has loaded a model or read a frame: each line imports one more.
-IMPORTS = {
-    "python": "",
-    "+ numpy": "import numpy",
-    "+ opencv": "import numpy, cv2",
-    "+ ai-edge-litert": "import numpy, cv2, ai_edge_litert.interpreter",
-    "+ edgesight run's modules": "import numpy, cv2, ai_edge_litert.interpreter, edge.cli, edge.service",
-}
-
-
-MEMORY_KEYS = ("peak_rss_mb", "peak_private_mb", "first_result_s")
-
-
-def _import_rss_mb(statement: str) -> float:
-    code = f"{statement}\nimport pathlib; print(pathlib.Path('/proc/self/status').read_text())"
-    done = subprocess.run([str(BIN / "python"), "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    peak_kb = next(line.split()[1] for line in done.stdout.splitlines() if line.startswith("VmHWM:"))
-    return round(int(peak_kb) / 1024, 1)
-
-
-def footprint(ws: Workspace, plan: Plan, efficiency: dict) -> dict:
-    """5. Peak RSS and time to first result: ``edgesight run`` vs the same model through tensorflow.lite."""
-    name = plan.footprint_model
-    video = str(media.video(ws.build, "480p", plan.frames).resolve())
-    tf = run_program(usual_loop(ws.int8(name), video, ws.threads, "tensorflow"), ws.log("footprint-tf"), limit=20)
-    litert = run_program(usual_loop(ws.int8(name), video, ws.threads), ws.log("footprint-usual"), limit=20)
-    ours = efficiency[name]["edgesight"]
-    return {
-        "model": name,
-        "video": "480p",
-        "edgesight": {k: ours[k] for k in MEMORY_KEYS},
-        "usual_litert": {k: _summary(litert)[k] for k in MEMORY_KEYS},
-        "usual_tensorflow": {k: _summary(tf)[k] for k in MEMORY_KEYS},
-        "imports_peak_rss_mb": {what: _import_rss_mb(statement) for what, statement in IMPORTS.items()},
-    }
 
 
 def int8_vs_float(ws: Workspace, plan: Plan) -> dict:
-    """6. Model file size and bare invoke latency, int8 vs float, same thread count."""
+    """6. Model file size and bare invoke CPU time, int8 vs float, same thread count."""
     rows = {}
     for name in plan.models:
-        int8, float_model = ws.int8(name), (ws.models[name] / "float.tflite").resolve()
-        _, int8_ms = bare_rate(int8, ws.threads, plan.invokes)
-        _, float_ms = bare_rate(float_model, ws.threads, plan.invokes)
+        rounds: dict[str, list[cpu.Measured]] = {"int8": [], "float": []}
+        for _ in range(plan.rounds):
+            for kind, model in (("int8", ws.int8(name)), ("float", ws.float(name))):
+                command = floor_invoke(model, ws.threads, plan.invoke_s)
+                rounds[kind].append(cpu.reported(command, ws.log(f"invoke-{kind}-{name}")))
         rows[name] = {
-            "int8_kb": round(int8.stat().st_size / 1024, 1),
-            "float_kb": round(float_model.stat().st_size / 1024, 1),
-            "int8_invoke_ms": round(int8_ms, 3),
-            "float_invoke_ms": round(float_ms, 3),
+            "int8_kb": round(ws.int8(name).stat().st_size / 1024, 1),
+            "float_kb": round(ws.float(name).stat().st_size / 1024, 1),
+            "programs": {key: cpu.program(values) for key, values in rounds.items()},
+            "float_over_int8_cpu": cpu.stat(
+                [f.cpu_ms / i.cpu_ms for i, f in zip(rounds["int8"], rounds["float"], strict=True)]
+            ),
         }
     return rows
+
+
+def training_input(ws: Workspace, plan: Plan) -> dict:
+    """7. ``fit``'s training steps against a bare ``model.fit`` on arrays in memory (``bench.training``)."""
+    rows = {}
+    for case in plan.training:
+        tag = f"{case.model}-{case.size}-{case.images}"
+        command = [
+            str(BIN / "python"), "-m", "bench.training", "--data", str(ws.build / "train-data" / tag),
+            "--cache", str(ws.build / "train-cache"), "--model", case.model, "--size", str(case.size),
+            "--width", str(case.width), "--images", str(case.images), "--epochs", str(case.epochs),
+            "--rounds", str(plan.rounds),
+        ]  # fmt: skip
+        run = run_program(command, ws.log(f"training-{tag}"), timeout_s=3600)
+        if run.returncode != 0 or len(run.records) != plan.rounds:
+            raise SystemExit(f"training {tag}: exit {run.returncode}; see {ws.log(f'training-{tag}')}")
+        rounds = run.records
+        rows[case.title] = {
+            "input": f"{case.images * 10} generated {case.size}² JPEGs, {case.epochs} epochs (first not timed)",
+            "batch_size": rounds[0]["batch_size"],
+            "train_images": rounds[0]["train_images"],
+            "bare_steps_per_s": cpu.stat([r["bare"]["steps_per_s"] for r in rounds]),
+            "fit_steps_per_s": cpu.stat([r["fit"]["steps_per_s"] for r in rounds]),
+            "bare_cpu_ms_per_step": cpu.stat([r["bare"]["cpu_ms_per_step"] for r in rounds], 2),
+            "fit_cpu_ms_per_step": cpu.stat([r["fit"]["cpu_ms_per_step"] for r in rounds], 2),
+            "speed_ratio": cpu.stat([r["fit"]["steps_per_s"] / r["bare"]["steps_per_s"] for r in rounds]),
+            "cpu_ratio": cpu.stat([r["bare"]["cpu_ms_per_step"] / r["fit"]["cpu_ms_per_step"] for r in rounds]),
+            "load": [round(run.load, 2)],
+        }
+    return {
+        "description": "Steps per second of the training steps of every epoch but the first (validation and"
+        " checkpoints between epochs left out), and CPU time per step of the whole process. *fit*: `train.fit.fit`"
+        " with its defaults (augmentation on, class weights, shuffling from the memory-mapped cache); *bare*: the"
+        " same model and compile, `model.fit` on the same pixels as float arrays, nothing else. *CPU ratio*:"
+        " bare CPU per step over fit's, what the steps/s ratio comes to when the cores are saturated.",
+        "models": rows,
+    }

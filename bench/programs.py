@@ -1,10 +1,12 @@
 """Running a program that prints one JSON line per result, and measuring it from the outside.
 
-Both ``edgesight run`` and the usual example loop are measured the same way: when each line arrives,
-the peak RSS the kernel recorded for the process, and the time from launch to the first result.
+Every program is measured the same way: when each line arrives, the CPU time the kernel charged to the
+process (user + sys, all its threads, from ``wait4``), its peak RSS, the time from launch to the first
+result, and the machine's load average while it ran.
 """
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -18,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 WARMUP_RESULTS = 5  # the first invokes allocate and pack weights: left out of rates
 RSS_POLL_S = 0.02
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,9 @@ class ProgramRun:
     peak_rss_mb: float
     peak_anon_mb: float  # the private part of the RSS; the rest is shared library code and the mapped model
     returncode: int
+    cpu_s: float  # user + sys of the whole process, start-up and shutdown included
+    load: float  # the 1-minute load average, averaged over the run
+    samples: list[tuple[float, float, int]]  # (time.monotonic(), CPU seconds so far, results read so far)
 
     @property
     def first_result_s(self) -> float:
@@ -38,6 +44,13 @@ class ProgramRun:
         skip = min(WARMUP_RESULTS, max(0, len(self.arrivals) - 2))
         span = self.arrivals[-1] - self.arrivals[skip] if len(self.arrivals) > 1 else 0.0
         return (len(self.arrivals) - 1 - skip) / span if span > 0 else float("nan")
+
+    def steady_cpu_ms(self) -> float:
+        """CPU per result between the warm-up and the last sample (for runs that end by time, not by input)."""
+        steady = [(cpu, n) for _, cpu, n in self.samples if n > WARMUP_RESULTS]
+        if len(steady) < 2 or steady[-1][1] == steady[0][1]:
+            return float("nan")
+        return (steady[-1][0] - steady[0][0]) / (steady[-1][1] - steady[0][1]) * 1000
 
     def latency_ms(self, q: float = 50) -> float:
         values = [r["latency_ms"] for r in self.records[WARMUP_RESULTS:] or self.records]
@@ -53,6 +66,17 @@ def daemon_config(path: Path, source: str, model: Path, threads: int) -> Path:
 
 def edgesight_run(config: Path) -> list[str]:
     return [str(BIN / "edgesight"), "run", "--config", str(config), "--log-level", "warning"]
+
+
+def floor_decode(source: str) -> list[str]:
+    return [str(BIN / "python"), "-m", "bench.floor", "decode", "--source", source]
+
+
+def floor_invoke(model: Path, threads: int, seconds: float) -> list[str]:
+    return [
+        str(BIN / "python"), "-m", "bench.floor", "invoke", "--model", str(model),
+        "--threads", str(threads), "--seconds", str(seconds),
+    ]  # fmt: skip
 
 
 def usual_loop(model: Path, source: str, threads: int, runtime: str = "litert") -> list[str]:
@@ -72,18 +96,40 @@ def memory_mb(pid: int | str = "self") -> tuple[float, float]:
     return int(fields["VmHWM"].split()[0]) / 1024, int(fields["RssAnon"].split()[0]) / 1024
 
 
-def _watch_peak(pid: int, peak: list[float], done: threading.Event) -> None:
-    """Keep ``peak`` = [VmHWM, highest RssAnon seen] up to date while the process runs."""
-    while not done.wait(RSS_POLL_S):
-        try:
-            high_water, anonymous = memory_mb(pid)
-        except (FileNotFoundError, ProcessLookupError, KeyError):
-            return
-        peak[:] = [max(peak[0], high_water), max(peak[1], anonymous)]
+def cpu_seconds(pid: int) -> float:
+    """User + sys so far of a running process, all threads (``/proc/PID/stat``, in clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+class _Watch:
+    """Samples a running process every ``RSS_POLL_S``: peak memory, CPU against results read, load."""
+
+    def __init__(self, pid: int, results: list) -> None:
+        self.pid, self.results = pid, results
+        self.peak, self.loads = [0.0, 0.0], [os.getloadavg()[0]]
+        self.samples: list[tuple[float, float, int]] = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="watch", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.done.wait(RSS_POLL_S):
+            try:
+                high_water, anonymous = memory_mb(self.pid)
+                self.samples.append((time.monotonic(), cpu_seconds(self.pid), len(self.results)))
+            except (FileNotFoundError, ProcessLookupError, KeyError, IndexError):
+                return
+            self.peak[:] = [max(self.peak[0], high_water), max(self.peak[1], anonymous)]
+            self.loads.append(os.getloadavg()[0])
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join()
 
 
 def run_program(
-    command: list[str], log: Path, limit: int = 0, duration_s: float = 0.0, timeout_s: float = 300.0
+    command: list[str], log: Path, limit: int = 0, duration_s: float = 0.0, timeout_s: float = 600.0
 ) -> ProgramRun:
     """Run ``command`` until it exits, ``limit`` results or ``duration_s`` seconds after its first result
     (then SIGTERM: a start slowed by a busy machine does not eat the window); stderr goes to ``log``."""
@@ -93,9 +139,8 @@ def run_program(
     with log.open("w") as stderr:
         launched = time.monotonic()
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=ROOT)
+        watch = _Watch(process.pid, records)
         # A program that hangs is killed at the deadline; the lines read so far still count.
-        peak, exited = [0.0, 0.0], threading.Event()
-        threading.Thread(target=_watch_peak, args=(process.pid, peak, exited), name="rss", daemon=True).start()
         timer = threading.Timer(timeout_s, process.kill)
         timer.start()
         ending = threading.Timer(duration_s, process.terminate)
@@ -110,28 +155,21 @@ def run_program(
                     process.terminate()
                     break
             process.stdout.close()
-            process.wait()
+            # wait4, not wait: the kernel's account of the child's CPU time comes with its exit status.
+            _, status, usage = os.wait4(process.pid, 0)
+            process.returncode = os.waitstatus_to_exitcode(status)
         finally:
-            exited.set()
+            watch.stop()
             timer.cancel()
             ending.cancel()
-    return ProgramRun(launched, arrivals, records, peak[0], peak[1], process.returncode)
-
-
-def bare_rate(model: Path, threads: int, invokes: int) -> tuple[float, float]:
-    """The bare interpreter loop: ``set_tensor`` + ``invoke`` on one reused input. (per second, ms each)."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(model), num_threads=threads)
-    interpreter.allocate_tensors()
-    detail = interpreter.get_input_details()[0]
-    tensor = np.zeros(detail["shape"], detail["dtype"])
-    for _ in range(WARMUP_RESULTS):
-        interpreter.set_tensor(detail["index"], tensor)
-        interpreter.invoke()
-    started = time.perf_counter()
-    for _ in range(invokes):
-        interpreter.set_tensor(detail["index"], tensor)
-        interpreter.invoke()
-    elapsed = time.perf_counter() - started
-    return invokes / elapsed, elapsed / invokes * 1000
+    return ProgramRun(
+        launched,
+        arrivals,
+        records,
+        watch.peak[0],
+        watch.peak[1],
+        process.returncode,
+        cpu_s=usage.ru_utime + usage.ru_stime,
+        load=sum(watch.loads) / len(watch.loads),
+        samples=watch.samples,
+    )

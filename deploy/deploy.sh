@@ -2,12 +2,13 @@
 # Push a bundle to a device and switch to it; switch back by itself if the daemon does not come up with it.
 #   make deploy HOST=pi@raspberrypi.local BUNDLE=bundles/photos
 #   deploy/deploy.sh HOST BUNDLE_DIR
-# HOST=local acts on this machine (STATE and RELOAD may then point at a test layout). SSH overrides the ssh
-# command, e.g. SSH="ssh -p 2222 -i key" for a Pi behind a port forward.
+# HOST=local acts on this machine (STATE, RELOAD, REMOTE_EDGESIGHT and REMOTE_CONFIG may then point at a
+# test layout). SSH overrides the ssh command, e.g. SSH="ssh -p 2222 -i key" for a Pi behind a port forward.
 # Steps: copy to bundles/<version>/ (staged, then renamed), switch the `current` symlink atomically,
-# reload the daemon (SIGHUP: it verifies the bundle in a child before using it), wait until the status
-# endpoint reports the new version, otherwise (the daemon reports it refused the bundle, or the wait
-# runs out) relink the previous bundle and reload again. Exit 0 only when the new version is live.
+# reload the daemon (SIGHUP: it verifies the bundle in a child before using it), wait until the daemon
+# reports the new version (`edgesight status` on the device, as root there: it asks the daemon with the
+# address and bearer token of its config), otherwise (the daemon reports it refused the bundle, or the
+# wait runs out) relink the previous bundle and reload again. Exit 0 only when the new version is live.
 set -euo pipefail
 
 usage() { echo "usage: deploy.sh HOST BUNDLE_DIR   (example: deploy.sh pi@raspberrypi.local bundles/photos)"; }
@@ -15,7 +16,8 @@ usage() { echo "usage: deploy.sh HOST BUNDLE_DIR   (example: deploy.sh pi@raspbe
 HOST=$1
 BUNDLE=${2%/}
 STATE=${STATE:-/var/lib/edgesight}
-STATUS_URL=${STATUS_URL:-http://127.0.0.1:8080/api/status}
+REMOTE_EDGESIGHT=${REMOTE_EDGESIGHT:-/opt/edgesight/venv/bin/edgesight}
+REMOTE_CONFIG=${REMOTE_CONFIG:-/etc/edgesight/edgesight.toml}
 RELOAD=${RELOAD:-systemctl reload edgesight.service}
 WAIT_SECONDS=${WAIT_SECONDS:-120}
 OWNER=${OWNER:-edgesight:edgesight}
@@ -27,6 +29,30 @@ version=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["vers
 case $version in ''|*/*|.*) say "$BUNDLE/manifest.json: unusable version '$version'"; exit 65;; esac
 
 . "$(dirname "$0")/device.sh"
+
+status="$(printf '%q' "$REMOTE_EDGESIGHT") status --json --config $(printf '%q' "$REMOTE_CONFIG")"
+
+# The live version, the time of the daemon's last reload and its outcome ("ok" or "refused: why"),
+# tab-separated, "-" for what the daemon has not reported; empty when the daemon does not answer.
+live_state() {
+  { on_device "$status 2>/dev/null" || true; } | python3 -c 'import json, sys
+try:
+    status = json.loads(sys.stdin.readline())
+except ValueError:
+    sys.exit()
+reload = status.get("reload") or {}
+outcome = "ok" if reload.get("ok", True) else "refused: " + reload.get("message", "")
+print((status.get("model") or {}).get("version") or "-", reload.get("ts", "-"), outcome, sep="\t")'
+}
+
+# A config that gives no way to ask the daemon (no [http], an unreadable or wrong token) would only show
+# after the wait: say so before switching anything. A daemon that does not answer now may be restarting.
+code=0
+on_device "$status >/dev/null" || code=$?
+if [ "$code" != 0 ] && [ "$code" != 69 ]; then  # 69: unhealthy or not answering; 78: config; 127: not there
+  say "cannot ask the daemon on $HOST how it is (above: $REMOTE_EDGESIGHT status --config $REMOTE_CONFIG); nothing was changed"
+  if [ "$code" = 78 ]; then exit 78; else exit 69; fi
+fi
 
 bundles="$STATE/bundles"
 previous=$(on_device "readlink '$bundles/current' || true")
@@ -44,22 +70,9 @@ switch_to() {  # atomic: a new symlink renamed over the old one
   on_device "ln -sfn '$1' '$bundles/.current.new' && mv -T '$bundles/.current.new' '$bundles/current' && $RELOAD"
 }
 
-# The live version, the time of the daemon's last reload and its outcome ("ok" or "refused: why"),
-# tab-separated, "-" for what the daemon has not reported; empty when the status endpoint does not answer.
-live_state() {
-  on_device "python3 -c 'import json, sys, urllib.request
-try:
-    status = json.load(urllib.request.urlopen(sys.argv[1], timeout=5))
-except Exception:
-    sys.exit()
-reload = status.get(\"reload\") or {}
-outcome = \"ok\" if reload.get(\"ok\", True) else \"refused: \" + reload.get(\"message\", \"\")
-print((status.get(\"model\") or {}).get(\"version\") or \"-\", reload.get(\"ts\", \"-\"), outcome, sep=\"\\t\")' '$STATUS_URL'"
-}
-
 before=$(live_state | cut -f2)  # the time of the last reload before ours, to tell ours when it is reported
 switch_to "$version"
-say "switched to $version; waiting up to ${WAIT_SECONDS}s for $STATUS_URL to report it"
+say "switched to $version; waiting up to ${WAIT_SECONDS}s for the daemon to report it"
 deadline=$((SECONDS + WAIT_SECONDS))
 while [ $SECONDS -lt $deadline ]; do
   IFS=$'\t' read -r live reloaded outcome <<<"$(live_state)" || true

@@ -4,7 +4,7 @@
 # deploy the new bundle only when it is not worse by more than MARGIN accuracy points.
 #   make retrain HOST=pi@garage.local DATA=data/garage RUN=runs/garage-2 BUNDLE=bundles/garage-2
 #   deploy/retrain.sh HOST RUN_DIR BUNDLE_DIR DATA_DIR
-# MARGIN (default 2), TRAIN (the edgesight-train command), and STATE, SSH, RELOAD, STATUS_URL as deploy.sh
+# MARGIN (default 2), TRAIN (the edgesight-train command), and STATE, SSH, RELOAD, REMOTE_EDGESIGHT, REMOTE_CONFIG as deploy.sh
 # reads them. Exit 0: deployed; 1: refused (the live bundle stays); other: could not compare or deploy.
 set -euo pipefail
 

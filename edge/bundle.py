@@ -18,7 +18,9 @@ from typing import Any
 from edge.errors import EXIT_DATA, EXIT_NO_INPUT, EdgesightError
 from edge.preprocess import PreprocessSpec
 
-SCHEMA_VERSION = 1
+# 2: the preprocessing contract has a version (``preprocess.version``); a reader of schema 1 would
+# ignore it and resize differently, so it must refuse these manifests rather than misread them.
+SCHEMA_VERSION = 2
 MANIFEST_FILE = "manifest.json"
 LABELS_FILE = "labels.txt"
 MODEL_FILE = "model.tflite"
@@ -214,6 +216,8 @@ def preprocess_from_dict(reader: _Reader) -> PreprocessSpec:
         clahe=float(reader.get("clahe", (int, float), 0.0)),
         clahe_tiles=reader.get("clahe_tiles", int, 8),
         sharpen=float(reader.get("sharpen", (int, float), 0.0)),
+        # Manifests from before the contract had versions resize as version 1 did, bit for bit.
+        version=reader.get("version", int, 1),
     )
     problems = spec.problems()
     if problems:

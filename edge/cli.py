@@ -6,13 +6,14 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from edge import __version__
 from edge.classifier import load_classifier
 from edge.collect.commands import add_commands as add_teach_commands
 from edge.config import ModelConfig, load_config
 from edge.console import HelpFormatter, add_logging_flags, run_main, write_json_line
-from edge.errors import EXIT_DATA, EXIT_NO_INPUT, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, EdgesightError
+from edge.errors import EXIT_CONFIG, EXIT_DATA, EXIT_NO_INPUT, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, EdgesightError
 from edge.images import MAX_PIXELS, ImageError, ImageTooLargeError, image_files, is_image_file, load_image
 
 log = logging.getLogger("edgesight")
@@ -131,13 +132,46 @@ def _check(args: argparse.Namespace) -> int:
     classifier = load_classifier(config.model)
     checked = classifier.golden_check()
     spec = classifier.manifest.preprocess
-    source = open_source(config.source, (spec.width, spec.height))
+    source = open_source(config.source, (spec.width, spec.height), averaging=spec.interpolation == "area")
     frame = crop(first_frame(source), config.source.roi)
     print(
         f"{args.config}: ok: model {classifier.name} ({checked} golden samples agree), source {source.description}"
         f" (a {frame.shape[1]}x{frame.shape[0]} frame read), outputs: {', '.join(outputs) or 'none'}"
     )
     return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    """The running daemon's /api/status, asked on its own machine with its config's address and token."""
+    from edge.collect.client import get_json, local_daemon
+
+    if not args.timeout > 0:
+        raise EdgesightError("--timeout must be positive", EXIT_USAGE)
+    config = load_config(args.config)
+    daemon = local_daemon(config)
+    if daemon is None:
+        raise EdgesightError(f"{args.config}: no [http] section, so the daemon serves no status; add one", EXIT_CONFIG)
+    url, token = daemon
+    hint = f"; name the daemon's token file in {args.config} [http] token_file (a systemd credential is its own)"
+    status = get_json(url, "/api/status", token, args.timeout, hint)
+    if args.json:
+        write_json_line(status, sys.stdout)
+    else:
+        print(_status_line(url, status))
+    return EXIT_OK if (status.get("health") or {}).get("ok") else EXIT_UNAVAILABLE
+
+
+def _status_line(url: str, status: dict[str, Any]) -> str:
+    health = status.get("health") or {}
+    model = status.get("model") or {}
+    reload = status.get("reload")
+    counters = status.get("counters") or {}
+    line = f"{url}: {'healthy' if health.get('ok') else 'unhealthy (' + str(health.get('reason')) + ')'}"
+    line += f"; model {model.get('name', '?')} {model.get('version', '?')}" if model else "; no model (collecting)"
+    line += f"; {status.get('fps', 0)} fps, {counters.get('frames', 0)} frames classified"
+    if reload:
+        line += "; last reload " + ("ok" if reload.get("ok") else f"refused: {reload.get('message')}")
+    return line
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -240,6 +274,23 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--config", required=True, type=Path, help="TOML config file")
     add_logging_flags(check)
     check.set_defaults(handler=_check)
+
+    status = commands.add_parser(
+        "status",
+        help="ask the running daemon how it is: health, live model, frames, last reload",
+        description="Ask the daemon of this config, on this machine, for its /api/status, with the address and\n"
+        "bearer token of its [http] section (read the token file as its owner: sudo). One line, or the\n"
+        "document with --json (what `make deploy` reads). Exit 0 when the daemon is healthy, 69 when it is\n"
+        "not or does not answer, 78 when the config gives no way to ask it.",
+        epilog="examples:\n  sudo edgesight status --config /etc/edgesight/edgesight.toml\n"
+        "  edgesight status --config edgesight.toml --json",
+        formatter_class=HelpFormatter,
+    )
+    status.add_argument("--config", required=True, type=Path, help="the daemon's TOML config file")
+    status.add_argument("--json", action="store_true", help="the /api/status document as one JSON line")
+    status.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the answer")
+    add_logging_flags(status)
+    status.set_defaults(handler=_status)
 
     doctor = commands.add_parser(
         "doctor",

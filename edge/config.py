@@ -33,8 +33,8 @@ class SourceConfig:
     uri: str
     loop: bool = False  # restart a video file or image folder at its end
     pace: bool = False  # deliver a video file at its own frame rate, like a camera (stale frames dropped)
-    width: int = key(0, low=0)  # camera capture width (V4L2; picamera2 main stream); 0 = device default
-    height: int = key(0, low=0)  # camera capture height; 0 = device default
+    width: int = key(0, low=0)  # camera capture width (V4L2; picamera2 main stream); 0 = see shrink_at_source
+    height: int = key(0, low=0)  # camera capture height; 0 = device default, or see shrink_at_source
     fps: float = key(0.0, low=0, high=1000)  # requested camera frame rate; 0 = device default
     fourcc: str = ""  # V4L2 pixel format, e.g. "MJPG": USB cameras give more size and rate compressed
     lores_width: int = key(0, low=0)  # picamera2 lores stream width; 0 = the model's input width
@@ -45,6 +45,11 @@ class SourceConfig:
     reconnect_max_s: float = key(30.0, low=0.01, high=3600)  # the wait doubles up to this
     max_fps: float = key(0.0, low=0, high=1000)  # classify at most this often (saves power); 0 = no limit
     roi: tuple[int, ...] = ()  # [x, y, width, height] crop of the captured frame; empty = whole frame
+    # Smaller frames where the source can give them (not with roi): a V4L2 camera without width and height
+    # at its default size halved while it covers the model; MJPEG streams decoded at 1/2, 1/4 or 1/8 scale
+    # while the frame covers the model, for models whose contract resizes by area; not while frames are
+    # kept for a dataset ([collect], [dataloop], no model)
+    shrink_at_source: bool = True
     max_pixels: int = key(MAX_PIXELS, low=1)  # image files declaring more pixels are skipped, not decoded
 
 

@@ -1,11 +1,12 @@
 """The preprocessing contract (``edge.preprocess``) implemented for speed on the device.
 
-Per frame: one resize from the captured size (a crop is a view, a letterbox resizes straight into
-its canvas), one colour conversion at the model's size, and one ``cv2.LUT`` pass that maps uint8
-pixels to the model's integer input (normalization and quantization folded into the table),
-written straight into a preallocated input tensor. The result is bit-identical to
-``prepare`` + ``quantize``; tests hold it to that. Specs or frames it does not handle (float inputs,
-fields added to ``PreprocessSpec`` later, 16-bit or 4-channel frames) go through the reference path.
+Per frame: the contract's own resize (``resize_to``, the function training uses) from the captured
+size (a crop is a view, a letterbox resizes straight into its canvas), one colour conversion at the
+model's size, and one ``cv2.LUT`` pass that maps uint8 pixels to the model's integer input
+(normalization and quantization folded into the table), written straight into a preallocated input
+tensor. The result is bit-identical to ``prepare`` + ``quantize``; tests hold it to that. Specs or
+frames it does not handle (float inputs, fields added to ``PreprocessSpec`` later, 16-bit or
+4-channel frames) go through the reference path.
 """
 
 import dataclasses
@@ -15,11 +16,23 @@ import cv2
 import numpy as np
 
 from edge.bundle import TensorSpec
-from edge.preprocess import INTEGER_DTYPES, INTERPOLATIONS, PreprocessSpec, normalize, prepare, quantize, quantize_table
+from edge.preprocess import (
+    INTEGER_DTYPES,
+    PreprocessSpec,
+    crop_box,
+    letterbox_box,
+    normalize,
+    prepare,
+    quantize,
+    quantize_table,
+    resize_to,
+)
 
 # The fields whose semantics this module implements; any other field set away from its default means
 # a contract this module does not know yet, so the reference path runs.
-HANDLED_FIELDS = frozenset({"height", "width", "color", "resize", "interpolation", "mean", "std", "pad_value"})
+HANDLED_FIELDS = frozenset(
+    {"height", "width", "color", "resize", "interpolation", "mean", "std", "pad_value", "version"}
+)
 
 Preparer = Callable[[np.ndarray], np.ndarray]
 
@@ -55,8 +68,7 @@ def make_preparer(spec: PreprocessSpec, tensor: TensorSpec) -> Preparer:
     target: np.ndarray = batch[0] if spec.channels == 3 else batch[0, :, :, 0]
     if spec.channels == 1:
         lut = lut.reshape(256, 1)
-    interpolation = INTERPOLATIONS[spec.interpolation]
-    resize = _RESIZERS[spec.resize](spec, interpolation)
+    resize = _RESIZERS[spec.resize](spec)
     to_model_colour = cv2.COLOR_BGR2RGB if spec.color == "rgb" else cv2.COLOR_BGR2GRAY
 
     def fast(image: np.ndarray) -> np.ndarray:
@@ -68,46 +80,37 @@ def make_preparer(spec: PreprocessSpec, tensor: TensorSpec) -> Preparer:
     return fast
 
 
-def _squash(spec: PreprocessSpec, interpolation: int) -> Callable[[np.ndarray], np.ndarray]:
-    size = (spec.width, spec.height)
-
+def _squash(spec: PreprocessSpec) -> Callable[[np.ndarray], np.ndarray]:
     def resize(image: np.ndarray) -> np.ndarray:
         if image.shape[:2] == (spec.height, spec.width):
             return image
-        return cv2.resize(image, size, interpolation=interpolation)
+        return resize_to(image, spec.width, spec.height, spec)
 
     return resize
 
 
-def _center_crop(spec: PreprocessSpec, interpolation: int) -> Callable[[np.ndarray], np.ndarray]:
-    size = (spec.width, spec.height)
-
+def _center_crop(spec: PreprocessSpec) -> Callable[[np.ndarray], np.ndarray]:
     def resize(image: np.ndarray) -> np.ndarray:
-        height, width = image.shape[:2]
-        scale = min(width / spec.width, height / spec.height)
-        crop_w, crop_h = round(spec.width * scale), round(spec.height * scale)
-        x, y = (width - crop_w) // 2, (height - crop_h) // 2
+        x, y, crop_w, crop_h = crop_box(image.shape[1], image.shape[0], spec)
         view = image[y : y + crop_h, x : x + crop_w]  # a view: no copy of the full frame
         if view.shape[:2] == (spec.height, spec.width):
             return view
-        return cv2.resize(view, size, interpolation=interpolation)
+        return resize_to(view, spec.width, spec.height, spec)
 
     return resize
 
 
-def _letterbox(spec: PreprocessSpec, interpolation: int) -> Callable[[np.ndarray], np.ndarray]:
+def _letterbox(spec: PreprocessSpec) -> Callable[[np.ndarray], np.ndarray]:
     canvas = np.full((spec.height, spec.width, 3), spec.pad_value, dtype=np.uint8)
-    last: dict[str, tuple[int, int]] = {}
+    last: dict[str, tuple[int, int, int, int]] = {}
 
     def resize(image: np.ndarray) -> np.ndarray:
-        height, width = image.shape[:2]
-        scale = min(spec.width / width, spec.height / height)
-        inner_w, inner_h = max(1, round(width * scale)), max(1, round(height * scale))
-        if last.get("inner") != (inner_w, inner_h):
+        box = letterbox_box(image.shape[1], image.shape[0], spec)
+        if last.get("box") != box:
             canvas[:] = spec.pad_value  # a new frame size: the padding moves
-            last["inner"] = (inner_w, inner_h)
-        x, y = (spec.width - inner_w) // 2, (spec.height - inner_h) // 2
-        cv2.resize(image, (inner_w, inner_h), dst=canvas[y : y + inner_h, x : x + inner_w], interpolation=interpolation)
+            last["box"] = box
+        x, y, inner_w, inner_h = box
+        resize_to(image, inner_w, inner_h, spec, dst=canvas[y : y + inner_h, x : x + inner_w])
         return canvas
 
     return resize

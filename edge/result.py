@@ -41,8 +41,9 @@ class Result:
             "label": self.label,
             "score": round(self.score, 4),
             "topk": [[label, round(score, 4)] for label, score in self.topk],
+            # One precision for both: the age includes the latency, and rounding alike keeps it so.
             "latency_ms": round(self.latency_ms, 3),
-            "frame_age_ms": round(self.frame_age_ms, 1),
+            "frame_age_ms": round(self.frame_age_ms, 3),
             "state": self.state,
             "state_changed": self.state_changed,
         }

@@ -12,6 +12,7 @@ every frame is offered to the teach loop's collector (``edge.collect``) instead 
 and READY and the watchdog follow the frames taken.
 """
 
+import gc
 import logging
 import threading
 import time
@@ -38,6 +39,7 @@ from edge.collect.daemon import (
 from edge.config import CollectConfig, Config, SourceConfig, load_config
 from edge.errors import EXIT_CONFIG, EdgesightError
 from edge.postprocess import Classification
+from edge.preprocess import halving_ahead
 from edge.publish.outputs import Outputs
 from edge.publish.settings import default_device_id
 from edge.result import Result, Smoothed
@@ -114,7 +116,8 @@ def start(config: Config, state: LiveState, collect: bool = False) -> Live:
     scene = scene_collecting(config, collect, classifier is not None)
     needed = scene or (classifier is not None and config.dataloop is not None)
     teach = open_teach(config, needed) if needed or config.http is not None else None  # /label needs it too
-    source = open_source(config.source, _model_size(classifier))
+    feed = _feed(config, classifier, collect)
+    source = _open(feed)
     origin = Origin(source.description, config.source.roi, state.device_id)
     make_collector(teach, config, origin, scene=scene, with_model=classifier is not None)
     live = Live(
@@ -122,18 +125,13 @@ def start(config: Config, state: LiveState, collect: bool = False) -> Live:
         classifier,
         model,
         ResultFilter(config.results, classifier.manifest.labels) if classifier else None,
-        _capture(source, config.source, state),
+        _capture(source, feed, state),
         origin,
         collect,
         teach,
     )
     live.report_to(state)
     return live
-
-
-def _capture(source: Source, config: SourceConfig, state: LiveState) -> Capture:
-    """``source`` read by its own thread from now on."""
-    return Capture(source, state, Backoff(config.reconnect_min_s, config.reconnect_max_s))
 
 
 def _model_size(classifier: Classifier | None) -> tuple[int, int]:
@@ -144,6 +142,40 @@ def _model_size(classifier: Classifier | None) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
+class Feed:
+    """How the source is opened and what the capture thread does to each frame; a reload that changes it
+    opens the source afresh."""
+
+    source: SourceConfig
+    model_size: tuple[int, int]
+    averaging: bool  # the contract averages pixels when it shrinks a frame (area): MJPEG may decode smaller
+    halve_to: tuple[int, int] | None  # the contract's exact 2x2 halvings, done in the capture thread
+
+
+def _feed(config: Config, classifier: Classifier | None, collect: bool) -> Feed:
+    """Frames kept for a dataset (collecting, a data loop) stay at the source's size: a later model may
+    want more pixels than this one. Otherwise, with ``shrink_at_source`` and no roi (its coordinates are the
+    whole frame's), frames are made smaller as early as the model's contract allows."""
+    with_model = classifier is not None
+    keeps = scene_collecting(config, collect, with_model) or (with_model and config.dataloop is not None)
+    source = replace(config.source, shrink_at_source=False) if keeps else config.source
+    spec = classifier.manifest.preprocess if classifier else None
+    averaging = spec is not None and spec.interpolation == "area"
+    early = spec is not None and source.shrink_at_source and not source.roi
+    return Feed(source, _model_size(classifier), averaging, halving_ahead(spec) if spec and early else None)
+
+
+def _open(feed: Feed) -> Source:
+    return open_source(feed.source, feed.model_size, averaging=feed.averaging)
+
+
+def _capture(source: Source, feed: Feed, state: LiveState) -> Capture:
+    """``source`` read by its own thread from now on."""
+    backoff = Backoff(feed.source.reconnect_min_s, feed.source.reconnect_max_s)
+    return Capture(source, state, backoff, feed.halve_to)
+
+
+@dataclass(frozen=True)
 class Prepared:
     """A reload made ready beside the loop: everything slow is done, so swapping it in is quick."""
 
@@ -151,6 +183,7 @@ class Prepared:
     classifier: Classifier | None  # None: collecting without a model
     model: ModelInfo | None
     source: Source | None  # a new source to read, shown to answer; None: the live capture stays
+    feed: Feed
 
 
 def prepare_reload(live: Live, config_path: Path) -> Prepared:
@@ -168,14 +201,15 @@ def prepare_reload(live: Live, config_path: Path) -> Prepared:
             verify_in_child(Path(config.model.path).resolve())  # named by its version, not by `current`
         classifier, model = load_model(config)
     source = None
-    if config.source != live.config.source or _model_size(classifier) != _model_size(live.classifier):
-        source = open_source(config.source, _model_size(classifier))  # a missing file fails here
+    feed = _feed(config, classifier, live.collect)
+    if feed != _feed(live.config, live.classifier, live.collect):
+        source = _open(feed)  # a missing file fails here
         # The same camera cannot be opened a second time while it is read: it is reopened with the new settings.
         if not (config.source.uri == live.config.source.uri and is_camera(config.source.uri)):
             # A stream or camera that does not answer within timeout_s is refused. A second source object,
             # so the one that goes live starts afresh (an image folder at its first image).
-            first_frame(open_source(config.source, _model_size(classifier)))
-    return Prepared(config, classifier, model, source)
+            first_frame(_open(feed))
+    return Prepared(config, classifier, model, source, feed)
 
 
 def apply_reload(live: Live, prepared: Prepared, state: LiveState) -> Live:
@@ -192,7 +226,7 @@ def apply_reload(live: Live, prepared: Prepared, state: LiveState) -> Live:
         new.results = ResultFilter(config.results, classifier.manifest.labels)
     if prepared.source is not None:
         live.capture.close()
-        new.capture = _capture(prepared.source, config.source, state)
+        new.capture = _capture(prepared.source, prepared.feed, state)
         new.origin = Origin(prepared.source.description, config.source.roi, state.device_id)
     teach = (config.collect, config.dataloop, new.origin, classifier is None)
     if teach != (live.config.collect, live.config.dataloop, live.origin, live.classifier is None):
@@ -267,6 +301,9 @@ def run(
     next_status = next_watchdog = 0.0
     watchdog_period = (notifier.watchdog_seconds or 0) / 3
     outputs.start()
+    # Everything start-up made (modules, the model, the outputs) lives as long as the daemon: out of the
+    # collector's sight, so its full collections scan what frames leave behind, not every module again.
+    gc.freeze()
     try:
         while not stop.is_set():
             now = time.monotonic()

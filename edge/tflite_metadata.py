@@ -9,7 +9,6 @@ device needs neither TensorFlow nor tflite-support.
 import io
 import logging
 import struct
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,6 +124,8 @@ def read_metadata(path: Path) -> ModelMetadata | None:
         return None
     labels: tuple[str, ...] = ()
     if label_file:
+        import zipfile  # only for a model that packs its labels: the daemon need not hold it otherwise
+
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
                 text = archive.read(label_file).decode("utf-8")

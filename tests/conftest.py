@@ -123,17 +123,29 @@ def five_digits_bundle(digits_dir: Path, cache_dir: Path, tmp_path_factory: pyte
 @pytest.fixture
 def daemon(tmp_path, digits_bundle, digits_dir):
     """The daemon on a looping image folder, with a notify socket, a watchdog and HTTP on loopback."""
+    yield from _daemon(tmp_path, digits_bundle, digits_dir, token=None)
+
+
+@pytest.fixture
+def daemon_with_token(tmp_path, digits_bundle, digits_dir):
+    """The same, its HTTP API behind a bearer token (``.token``) read from ``[http] token_file``, as in production."""
+    yield from _daemon(tmp_path, digits_bundle, digits_dir, token="s3cret-token")
+
+
+def _daemon(tmp_path: Path, digits_bundle: Path, digits_dir: Path, token: str | None) -> Iterator[subprocess.Popen]:
     bundles = tmp_path / "bundles"
     bundles.mkdir()
     bundle_copy(digits_bundle, bundles / "1.0.0", "1.0.0")
     switch(bundles, "1.0.0")
     port = free_port()
     config = tmp_path / "edgesight.toml"
+    if token:
+        (tmp_path / "token").write_text(token + "\n")
     config.write_text(
         f'[source]\nuri = "{digits_dir / "4"}"\nloop = true\nmax_fps = 30\n'
         f'[model]\npath = "{bundles / "current"}"\nthreads = 1\n'
         f'[output]\njsonl = "{tmp_path / "results.jsonl"}"\n'
-        f"[http]\nport = {port}\n"
+        f"[http]\nport = {port}\n" + (f'token_file = "{tmp_path / "token"}"\n' if token else "")
     )
     notify = NotifySocket(tmp_path / "notify")
     env = {**os.environ, "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "3000000"}
@@ -142,7 +154,7 @@ def daemon(tmp_path, digits_bundle, digits_dir):
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     process.notify, process.bundles, process.url = notify, bundles, f"http://127.0.0.1:{port}"
-    process.results, process.config = tmp_path / "results.jsonl", config
+    process.results, process.config, process.token = tmp_path / "results.jsonl", config, token
     yield process
     process.kill()
     process.wait(30)
@@ -152,6 +164,30 @@ def daemon(tmp_path, digits_bundle, digits_dir):
 def camera_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A camera's MPEG-4 clip, written once per session (helpers.CLIP_* give its size, rate and length)."""
     return write_video(tmp_path_factory.mktemp("video") / "camera.mp4", camera_frames(), CLIP_FPS)
+
+
+CAMERA_SIZES = {"480p": (640, 480), "720p": (1280, 720), "1080p": (1920, 1080), "odd": (1001, 563)}
+
+
+@pytest.fixture(scope="session")
+def sized_frames() -> dict[str, list]:
+    """BGR frames drawn at camera sizes (and an odd one), so a downscale meets full-resolution detail:
+    smooth texture with hard edges and text, and noise."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    frames = {}
+    for name, (width, height) in CAMERA_SIZES.items():
+        coarse = rng.integers(0, 256, (height // 16 + 1, width // 16 + 1, 3), dtype=np.uint8)
+        scene = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+        cv2.rectangle(scene, (width // 8, height // 6), (width // 3, height // 2), (250, 250, 250), -1)
+        cv2.circle(scene, (2 * width // 3, height // 2), height // 5, (40, 200, 90), -1)
+        cv2.putText(
+            scene, "edgesight", (width // 10, 4 * height // 5), cv2.FONT_HERSHEY_SIMPLEX, height / 250, (0,) * 3, 3
+        )
+        frames[name] = [scene, rng.integers(0, 256, (height, width, 3), dtype=np.uint8)]
+    return frames
 
 
 @pytest.fixture

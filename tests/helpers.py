@@ -113,14 +113,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as response:
+def get_json(url: str, token: str | None = None) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as response:
         return json.loads(response.read())
 
 
-def status_or_none(url: str) -> Any:
+def status_or_none(url: str, token: str | None = None) -> Any:
     try:
-        return get_json(url)
+        return get_json(url, token)
     except OSError:
         return None
 
@@ -433,12 +434,13 @@ def colour_backbone(width: float, side: int, channels: tuple[int, ...] = (0, 1, 
 
 def local_device(daemon: Any, wait_seconds: int = 60) -> dict[str, str]:
     """The environment that points deploy/*.sh with HOST=local at a test's daemon: its state folder, its
-    reload (SIGHUP) and its status URL."""
+    reload (SIGHUP), and edgesight with its config to ask it (its address and token) with `edgesight status`."""
     return {
         **os.environ,
         "STATE": str(daemon.bundles.parent),
         "RELOAD": f"kill -HUP {daemon.pid}",
-        "STATUS_URL": daemon.url + "/api/status",
+        "REMOTE_EDGESIGHT": str(BIN / "edgesight"),
+        "REMOTE_CONFIG": str(daemon.config),
         "WAIT_SECONDS": str(wait_seconds),
     }
 

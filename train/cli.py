@@ -83,13 +83,21 @@ def _fit_config(args: argparse.Namespace, parser_defaults: dict):
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from train.fit import fit, resume_config
-
     if args.resume:
+        from train.fit import fit, resume_config
+
         config = resume_config(args.out, args.epochs if args.epochs != args.parser_defaults["epochs"] else None)
+        run = fit(config, resume=True)
     else:
+        from train.config import check
+        from train.data import discover
+
         config = _fit_config(args, args.parser_defaults)
-    run = fit(config, resume=args.resume)
+        check(config)  # settings and the folder before Keras loads: a typo fails at once
+        dataset = discover(Path(config.data), config.min_per_class)
+        from train.fit import fit
+
+        run = fit(config, dataset=dataset)
     accuracy = json.loads((run.path / "metrics.json").read_text()).get("test_accuracy")
     if accuracy is not None:
         print(f"float test accuracy {accuracy:.4f}")

@@ -3,7 +3,7 @@
 from dataclasses import dataclass, fields
 
 from edge.errors import EXIT_CONFIG, EdgesightError
-from edge.preprocess import PreprocessSpec
+from edge.preprocess import CONTRACT_VERSION, PreprocessSpec
 from train.augment import Augment
 
 DEFAULT_EPOCHS = 30
@@ -37,6 +37,7 @@ class FitConfig:
     blur: int = 0
     clahe: float = 0.0
     sharpen: float = 0.0
+    preprocess_version: int = CONTRACT_VERSION  # edge.preprocess.CONTRACT_VERSIONS
     # Model.
     width: float = 1.0
     dropout: float = 0.2
@@ -82,6 +83,7 @@ class FitConfig:
             blur=self.blur,
             clahe=self.clahe,
             sharpen=self.sharpen,
+            version=self.preprocess_version,
         )
 
     @property
@@ -128,3 +130,15 @@ def config_from_dict(data: dict, where: str) -> FitConfig:
         return FitConfig(**data)
     except TypeError as e:
         raise EdgesightError(f"{where}: {e}", EXIT_CONFIG) from e
+
+
+def check(config: FitConfig) -> None:
+    """Refuse settings that cannot train in one line (exit 78); cheap, so the command line checks before Keras loads."""
+    problems = config.problems()
+    if problems:
+        raise EdgesightError(f"invalid training setting: {problems[0]}", EXIT_CONFIG)
+
+
+def run_config_from_dict(data: dict, where: str) -> FitConfig:
+    """A run directory's ``config.json``: one written before the contract had versions trained on version 1."""
+    return config_from_dict({"preprocess_version": 1, **data}, where)

@@ -10,6 +10,7 @@ import json
 import logging
 import shutil
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from edge.errors import EXIT_CONFIG, EXIT_DATA, EXIT_NO_INPUT, EdgesightError
 from train.cache import PreparedImages, prepared
-from train.config import FitConfig, config_from_dict
+from train.config import FitConfig, check, run_config_from_dict
 from train.data import (
     IMBALANCE_RATIO,
     SPLITS,
@@ -63,12 +64,36 @@ def load_split(
     return {p: (np.flatnonzero((parts == p) & images.readable), labels[(parts == p) & images.readable]) for p in SPLITS}
 
 
-def fit(config: FitConfig, resume: bool = False) -> Run:
-    """Train a model on ``config.data`` and write the run directory ``config.out``."""
+def compile_model(model: keras.Model, config: FitConfig, steps_per_epoch: int) -> None:
+    """Adam on a cosine schedule with a linear warm-up, label-smoothed cross-entropy."""
+    warmup = min(config.warmup_epochs, config.epochs - 1) * steps_per_epoch
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0 if warmup else config.learning_rate,
+        decay_steps=config.epochs * steps_per_epoch - warmup,
+        alpha=0.05,
+        warmup_target=config.learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+    )
+
+
+def fit(
+    config: FitConfig,
+    resume: bool = False,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    dataset: Dataset | None = None,
+) -> Run:
+    """Train a model on ``config.data`` and write the run directory ``config.out``.
+
+    ``callbacks`` are Keras callbacks of the caller's (the benchmark times steps with one). ``dataset`` is
+    ``config.data`` already discovered: the command line looks at the folder before Keras loads, so a wrong
+    path or an empty class fails at once rather than after seconds of imports."""
     out = Path(config.out)
-    problems = config.problems()
-    if problems:
-        raise EdgesightError(f"invalid training setting: {problems[0]}", EXIT_CONFIG)
+    check(config)
 
     if resume and uses_backbone(config):
         raise EdgesightError(
@@ -80,7 +105,7 @@ def fit(config: FitConfig, resume: bool = False) -> Run:
         pretrained_weights(config)  # downloaded (or missing) before any image is prepared, not after
 
     # Data: every image prepared once by the device's own preprocessing, cached on disk.
-    dataset = discover(Path(config.data), config.min_per_class)
+    dataset = dataset or discover(Path(config.data), config.min_per_class)
     assignment = split(dataset, config.seed, config.val_fraction, config.test_fraction)
     log.info("%d images in %d classes from %s", len(dataset.examples), len(dataset.classes), dataset.root)
     bar = _progress_bar(len(dataset.examples))
@@ -110,20 +135,7 @@ def fit(config: FitConfig, resume: bool = False) -> Run:
         model = build_model(
             config.model, (spec.height, spec.width, spec.channels), len(dataset.classes), config.model_options
         )
-        steps_per_epoch = int(np.ceil(len(train_rows) / config.batch_size))
-        warmup = min(config.warmup_epochs, config.epochs - 1) * steps_per_epoch
-        schedule = keras.optimizers.schedules.CosineDecay(
-            0.0 if warmup else config.learning_rate,
-            decay_steps=config.epochs * steps_per_epoch - warmup,
-            alpha=0.05,
-            warmup_target=config.learning_rate if warmup else None,
-            warmup_steps=warmup,
-        )
-        model.compile(
-            optimizer=keras.optimizers.Adam(schedule),
-            loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-            metrics=["accuracy"],
-        )
+        compile_model(model, config, int(np.ceil(len(train_rows) / config.batch_size)))
         (out / SPLIT_FILE).write_text(json.dumps(assignment, indent=0, sort_keys=True) + "\n")
     # Rewritten on resume too: `--resume --epochs N` changes what the run is trained for.
     (out / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2) + "\n")
@@ -146,6 +158,7 @@ def fit(config: FitConfig, resume: bool = False) -> Run:
     )
     val = Batches(images.pixels, val_rows, y_val, classes, config.batch_size)
     callbacks = [
+        *callbacks,
         keras.callbacks.ModelCheckpoint(out / LAST_FILE),
         keras.callbacks.ModelCheckpoint(out / BEST_FILE, save_best_only=True, initial_value_threshold=best_so_far),
         keras.callbacks.EarlyStopping(patience=config.patience),
@@ -244,7 +257,7 @@ def resume_config(out: Path, epochs: int | None) -> FitConfig:
     path = Path(out) / CONFIG_FILE
     if not path.is_file():
         raise EdgesightError(f"{out}: nothing to resume (no {CONFIG_FILE})", EXIT_NO_INPUT)
-    config = config_from_dict(json.loads(path.read_text()), str(path))
+    config = run_config_from_dict(json.loads(path.read_text()), str(path))
     return replace(config, epochs=epochs) if epochs else config
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from edge.errors import EXIT_NO_INPUT, EdgesightError
 from train.cache import prepared
-from train.config import FitConfig, config_from_dict
+from train.config import FitConfig, run_config_from_dict
 from train.data import Example, class_of, discover, read_examples
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def load_run(path: Path) -> Run:
             raise EdgesightError(
                 f"{path}: not a finished run (no {name}); train one with `edgesight-train fit`", EXIT_NO_INPUT
             )
-    config = config_from_dict(json.loads((path / CONFIG_FILE).read_text()), str(path / CONFIG_FILE))
+    config = run_config_from_dict(json.loads((path / CONFIG_FILE).read_text()), str(path / CONFIG_FILE))
     dataset = json.loads((path / DATASET_FILE).read_text())
     split_map = json.loads((path / SPLIT_FILE).read_text())
     return Run(path, config, tuple(dataset["classes"]), split_map, dataset)

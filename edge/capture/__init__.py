@@ -13,7 +13,6 @@ import numpy as np
 from edge.capture.base import Frame, Source, SourceLostError
 from edge.capture.files import ImageSource, VideoFileSource
 from edge.capture.mailbox import FrameMailbox, SourceEndedError
-from edge.capture.mjpeg import HttpSource
 from edge.capture.opencv import CameraSource, StreamSource
 from edge.capture.picamera import SCHEME as PICAMERA_SCHEME
 from edge.capture.picamera import PicameraSource
@@ -40,10 +39,17 @@ __all__ = [
 ]
 
 
-def open_source(config: SourceConfig, model_size: tuple[int, int] = (224, 224)) -> Source:
+def open_source(config: SourceConfig, model_size: tuple[int, int] = (224, 224), *, averaging: bool = False) -> Source:
     """The source the URI names, checked up front: a missing file is an error, a camera that does not
-    open yet is retried later. ``model_size`` (width, height) is the default picamera2 lores size."""
+    open yet is retried later.
+
+    ``model_size`` (width, height) is the default picamera2 lores size and, with ``shrink_at_source``
+    and no ``roi`` (whose coordinates are the full frame's), what a smaller V4L2 size must cover.
+    ``averaging``: the model's contract averages pixels when it shrinks a frame (area), which a JPEG
+    decoder at reduced scale does too, so MJPEG streams may be decoded smaller.
+    """
     uri = config.uri
+    shrink = config.shrink_at_source and not config.roi
     if uri == PICAMERA_SCHEME or uri.startswith(PICAMERA_SCHEME + ":"):
         index = uri.partition(":")[2] or "0"
         if not index.isdigit():
@@ -60,9 +66,12 @@ def open_source(config: SourceConfig, model_size: tuple[int, int] = (224, 224)) 
         )
     if uri.isdigit() or uri.startswith("/dev/video"):
         device: int | str = int(uri) if uri.isdigit() else uri
-        return CameraSource(device, config.width, config.height, config.fps, config.fourcc, config.timeout_s)
+        cover = model_size if shrink else None
+        return CameraSource(device, config.width, config.height, config.fps, config.fourcc, config.timeout_s, cover)
     if uri.startswith(("http://", "https://")):
-        return HttpSource(uri, config.timeout_s)
+        from edge.capture.mjpeg import HttpSource  # http.client and ssl: 6 MB a daemon without a stream never needs
+
+        return HttpSource(uri, config.timeout_s, model_size if shrink and averaging else None)
     if uri.startswith(STREAM_SCHEMES):
         return StreamSource(uri, config.timeout_s)
     path = Path(uri)

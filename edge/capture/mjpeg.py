@@ -5,6 +5,10 @@ that one. Reading bytes is cheap and decoding is not: when the daemon is slower 
 are passed over before they cost a decode, and the socket never fills with stale frames. (Through
 OpenCV's FFmpeg backend every frame is decoded in turn, so a slow reader falls behind for good.)
 A URL that answers with anything other than a multipart stream goes to ``StreamSource`` instead.
+
+Given ``decode_to`` (the model's input size, when its contract averages pixels to shrink a frame), a
+JPEG much larger than the model is decoded at 1/2, 1/4 or 1/8 scale: libjpeg scales in the DCT domain,
+averaging blocks as the contract's area resize would, for a third of a full decode's CPU time.
 """
 
 import base64
@@ -25,6 +29,12 @@ log = logging.getLogger(__name__)
 
 MULTIPART = "multipart/x-mixed-replace"
 MAX_PART_BYTES = 64 << 20  # a Content-Length beyond this is a broken stream, not a frame
+REDUCED = {8: cv2.IMREAD_REDUCED_COLOR_8, 4: cv2.IMREAD_REDUCED_COLOR_4, 2: cv2.IMREAD_REDUCED_COLOR_2}
+# A reduced frame stays at least this many times the model's input on each side, so that the contract's
+# area resize still averages over every output pixel: the model's input then moves by less than JPEG
+# compression itself moves it (tests/edge/test_smaller_frames.py), and most of the saving is in 1/2 anyway.
+MARGIN = 2
+JPEG_START = b"\xff\xd8"
 
 
 class HttpSource:
@@ -33,9 +43,12 @@ class HttpSource:
     live = True
     frame_interval = 0.0
 
-    def __init__(self, url: str, timeout_s: float = 5.0) -> None:
+    def __init__(self, url: str, timeout_s: float = 5.0, decode_to: tuple[int, int] | None = None) -> None:
         self.url = url
         self.timeout_s = timeout_s
+        self.decode_to = decode_to  # the model's (width, height), for a reduced-scale decode; None: full decode
+        self.scale = 1  # the JPEG decoder's reduction, chosen from a full-size frame
+        self._full_shape: tuple[int, ...] = ()
         self.skipped = 0  # undecodable JPEGs
         self.superseded = 0  # JPEGs passed over for a newer one before the frame ``read`` last returned
         self._replaced = 0  # the reader thread's running count of the same
@@ -125,10 +138,29 @@ class HttpSource:
                     raise SourceLostError(self._error)
                 jpeg, self._newest = self._newest, None
                 self.superseded = self._replaced
-            image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+            image = self._decode(jpeg)
             if image is not None:
                 return image
             self.skipped += 1
+
+    def _decode(self, jpeg: bytes) -> np.ndarray | None:
+        """The frame at the chosen reduction; in full when it is not a JPEG or its size changed."""
+        data = np.frombuffer(jpeg, np.uint8)
+        if self.scale > 1 and jpeg.startswith(JPEG_START):
+            image = cv2.imdecode(data, REDUCED[self.scale])
+            if image is not None and image.shape == _reduced(self._full_shape, self.scale):
+                return image
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        if image is None or not self.decode_to:
+            return image
+        if image.shape != self._full_shape:  # the first frame, or the camera changed its size
+            self._full_shape = image.shape
+            self.scale = reduction(image.shape, self.decode_to) if jpeg.startswith(JPEG_START) else 1
+            log.info("%s: %dx%d JPEGs, decoded at 1/%d", self.description, image.shape[1], image.shape[0], self.scale)
+        elif self.scale > 1:  # the same size, yet the reduced decode failed: not worth trying each frame
+            log.warning("%s: reduced-scale decoding failed; decoding in full from now on", self.description)
+            self.scale = 1
+        return image
 
     def close(self) -> None:
         if self._ffmpeg is not None:
@@ -141,6 +173,18 @@ class HttpSource:
         if self._reader is not None:
             self._reader.join(self.timeout_s)
             self._reader = None
+
+
+def reduction(shape: tuple[int, ...], model: tuple[int, int]) -> int:
+    """The largest JPEG decoding scale (1, 2, 4 or 8) that keeps a frame of ``shape`` at least ``MARGIN``
+    times the ``model`` input (width, height) on both sides."""
+    height, width = shape[:2]
+    return next((k for k in REDUCED if width // k >= MARGIN * model[0] and height // k >= MARGIN * model[1]), 1)
+
+
+def _reduced(shape: tuple[int, ...], scale: int) -> tuple[int, ...]:
+    """The shape libjpeg gives at 1/``scale``: each side divided and rounded up."""
+    return (-(-shape[0] // scale), -(-shape[1] // scale), *shape[2:])
 
 
 def _boundary(content_type: str) -> bytes:

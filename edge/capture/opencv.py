@@ -38,13 +38,25 @@ class _Capture:
 
 
 class CameraSource(_Capture):
-    """A V4L2 camera by index or /dev/videoN, with the requested size, rate and pixel format."""
+    """A V4L2 camera by index or /dev/videoN, with the requested size, rate and pixel format.
+
+    With no size requested and ``cover`` given (the model's input), the camera is asked for its default
+    size halved as often as the result still covers ``cover``: fewer pixels to move and convert, and the
+    same aspect ratio, so the same field of view. A camera that does not offer that size keeps its default.
+    """
 
     def __init__(
-        self, device: int | str, width: int = 0, height: int = 0, fps: float = 0.0, fourcc: str = "", timeout_s=5.0
+        self,
+        device: int | str,
+        width: int = 0,
+        height: int = 0,
+        fps: float = 0.0,
+        fourcc: str = "",
+        timeout_s: float = 5.0,
+        cover: tuple[int, int] | None = None,
     ) -> None:
         self.device = device
-        self.width, self.height, self.fps, self.fourcc = width, height, fps, fourcc
+        self.width, self.height, self.fps, self.fourcc, self.cover = width, height, fps, fourcc, cover
         self.timeout_ms = int(timeout_s * 1000)
         self.skipped = 0
         self.description = f"camera {device}"
@@ -70,6 +82,8 @@ class CameraSource(_Capture):
         if self.width and self.height:
             capture.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
             capture.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
+        elif self.cover:
+            self._size_near(capture, self.cover)
         if self.fps:
             capture.set(cv2.CAP_PROP_FPS, self.fps)
         capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the driver queue adds latency; we keep the freshest frame
@@ -79,6 +93,29 @@ class CameraSource(_Capture):
         if self.width and self.height and got != (self.width, self.height):
             log.warning("%s: asked for %dx%d, the camera gives %dx%d", self.description, self.width, self.height, *got)
         self._capture = capture
+
+    def _size_near(self, capture: cv2.VideoCapture, cover: tuple[int, int]) -> None:
+        """The smallest halving of the default size that covers ``cover`` and that the camera gives exactly."""
+        width, height = _size(capture)
+        halvings = []
+        while width % 2 == 0 and height % 2 == 0 and width // 2 >= cover[0] and height // 2 >= cover[1]:
+            width, height = width // 2, height // 2
+            halvings.append((width, height))
+        default = _size(capture)
+        for size in reversed(halvings):
+            capture.set(cv2.CAP_PROP_FRAME_WIDTH, size[0])
+            capture.set(cv2.CAP_PROP_FRAME_HEIGHT, size[1])
+            if _size(capture) == size:
+                log.info("%s: %dx%d, the smallest halving of its %dx%d that covers the model", self.description,
+                         *size, *default)  # fmt: skip
+                return
+        if halvings:  # a driver sets the nearest size it has: back to the default
+            capture.set(cv2.CAP_PROP_FRAME_WIDTH, default[0])
+            capture.set(cv2.CAP_PROP_FRAME_HEIGHT, default[1])
+
+
+def _size(capture: cv2.VideoCapture) -> tuple[int, int]:
+    return int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
 
 
 class StreamSource(_Capture):

@@ -7,9 +7,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
+
 from edge.capture.base import Frame, Source, SourceLostError, reachability, stamp
 from edge.capture.mailbox import FrameMailbox
 from edge.errors import EXIT_SOFTWARE, EdgesightError
+from edge.preprocess import halve
 from edge.state import LiveState
 
 log = logging.getLogger(__name__)
@@ -37,10 +40,17 @@ class CaptureThread(threading.Thread):
     """Owns the source: opens it, reads it and closes it, all in this one thread."""
 
     def __init__(
-        self, source: Source, mailbox: FrameMailbox, state: LiveState, stop: threading.Event, backoff: Backoff
+        self,
+        source: Source,
+        mailbox: FrameMailbox,
+        state: LiveState,
+        stop: threading.Event,
+        backoff: Backoff,
+        halve_to: tuple[int, int] | None = None,
     ) -> None:
         super().__init__(name="capture", daemon=True)
         self.source, self.mailbox, self.state, self.stop, self.backoff = source, mailbox, state, stop, backoff
+        self.halve_to = halve_to
         self._index = 0
         self._frames_since_open = 0
         self._superseded = 0
@@ -127,6 +137,8 @@ class CaptureThread(threading.Thread):
             image = source.read()
             if image is None:
                 return True
+            if self.halve_to and image.dtype == np.uint8:  # while the frame is still in this core's cache
+                image = halve(image, *self.halve_to)
             # Frames a source passed over before decoding them (HttpSource) keep their place in the
             # sequence and count as captured and dropped.
             superseded = getattr(source, "superseded", 0)
@@ -149,11 +161,15 @@ class CaptureThread(threading.Thread):
 class Capture:
     """A source's capture thread and the mailbox it fills, started and stopped together."""
 
-    def __init__(self, source: Source, state: LiveState, backoff: Backoff) -> None:
+    def __init__(
+        self, source: Source, state: LiveState, backoff: Backoff, halve_to: tuple[int, int] | None = None
+    ) -> None:
+        """``halve_to``: each frame goes through ``edge.preprocess.halve`` to this size in the capture thread
+        (the first step of the model's resize, done where the decoded frame is still in cache)."""
         self.source = source
         self.mailbox = FrameMailbox()
         self._stop = threading.Event()  # its own: it ends when the loop ends, by signal, end, error or reload
-        self.thread = CaptureThread(source, self.mailbox, state, self._stop, backoff)
+        self.thread = CaptureThread(source, self.mailbox, state, self._stop, backoff, halve_to)
         self.thread.start()
 
     def take(self, timeout: float) -> Frame | None:

@@ -1,7 +1,7 @@
 """The JSON API under ``/api/dataset``, apart from any server: the /label page and ``edgesight pull-data``
 use it; ``edge.publish.http`` maps requests onto ``DatasetApi.handle`` behind the same bearer token.
 
-    GET  /api/dataset                        counts: classes, inbox, undo depth, collector
+    GET  /api/dataset                        counts: classes, inbox, undo depth, collector, running burst
     GET  /api/dataset/inbox?limit=N          inbox items, least confident first (no suggestion: least of all)
     GET  /api/dataset/inbox/<id>.jpg         an inbox image
     GET  /api/dataset/images/<class>/<sha256>.jpg
@@ -10,13 +10,15 @@ use it; ``edge.publish.http`` maps requests onto ``DatasetApi.handle`` behind th
     POST /api/dataset/undo
     POST /api/dataset/classes   {"name": "open"}
     POST /api/dataset/rename    {"from": "open", "to": "opened"}
-    POST /api/dataset/capture   {"label": "open", "count": 1, "interval_s": 0.5}  JSON lines, one per frame
+    POST /api/dataset/capture   {"label": "open", "count": 1, "interval_s": 0.5}  202: the burst's job
+    GET  /api/dataset/capture/<id>?after=N   the job: state, kept, new, the frames numbered above N
+    POST /api/dataset/capture/<id>/stop      end a burst early (what it kept stays kept)
     POST /api/dataset/export    {"have": [sha256, ...]}  a tar stream of the rest (GET: everything)
 """
 
 import json
 import re
-import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -24,9 +26,10 @@ from io import BufferedIOBase
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from edge.collect.burst import Kept, LatestFrame, burst
+from edge.collect.burst import LatestFrame, LiveFrame, burst
 from edge.collect.dataset import IMAGE_NAME, class_problem
 from edge.collect.inbox import ITEM_ID, Item
+from edge.collect.jobs import BurstJob, BurstJobs
 from edge.collect.labelling import Labelling
 
 PREFIX = "/api/dataset"
@@ -34,6 +37,7 @@ MAX_BODY_BYTES = 8_000_000  # an export's "have" list of 100 000 hashes fits
 MAX_BURST = 1000
 LIST_LIMIT = 500
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+FRAME_WAIT_S = 10.0  # a burst ends when no new frame comes for this long
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class Reply:
     body: bytes = b""
     content_type: str = "application/json"
     stream: Callable[[BufferedIOBase], None] | None = None  # writes the body after the headers, not ``body``
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class ApiError(Exception):
@@ -50,8 +55,8 @@ class ApiError(Exception):
         self.status = status
 
 
-def json_reply(document: Any, status: HTTPStatus = HTTPStatus.OK) -> Reply:
-    return Reply(status, json.dumps(document, separators=(",", ":")).encode())
+def json_reply(document: Any, status: HTTPStatus = HTTPStatus.OK, headers: tuple[tuple[str, str], ...] = ()) -> Reply:
+    return Reply(status, json.dumps(document, separators=(",", ":")).encode(), headers=headers)
 
 
 def error_reply(status: HTTPStatus, message: str) -> Reply:
@@ -72,7 +77,11 @@ class DatasetApi:
         self.labelling, self.frames = labelling, frames
         self.collector_counters = collector_counters
         self.jpeg_quality = jpeg_quality
-        self._burst = threading.Lock()
+        self.bursts = BurstJobs()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop a running burst (the daemon is stopping) and wait for it up to ``timeout`` seconds."""
+        self.bursts.close(timeout)
 
     def handle(self, method: str, target: str, body: bytes = b"") -> Reply:
         path, _, query = target.partition("?")
@@ -94,6 +103,8 @@ class DatasetApi:
                 return self._dataset_image(parts[1], parts[2])
             if parts == ["export"]:
                 return self._export(frozenset())
+            if len(parts) == 2 and parts[0] == "capture":
+                return json_reply(self._job(parts[1]).to_json(int(_first(query, "after", "0"))))
         elif method == "POST":
             document = _json(body)
             actions: dict[str, Callable[[dict[str, Any]], Reply]] = {
@@ -107,6 +118,10 @@ class DatasetApi:
             }
             if len(parts) == 1 and parts[0] in actions:
                 return actions[parts[0]](document)
+            if len(parts) == 3 and parts[0] == "capture" and parts[2] == "stop":
+                job = self._job(parts[1])
+                job.stop.set()
+                return json_reply(job.to_json(job.count))
         raise ApiError(HTTPStatus.NOT_FOUND, f"no such endpoint: {method} {path}")
 
     def counts(self) -> dict[str, Any]:
@@ -125,6 +140,7 @@ class DatasetApi:
             "undo": labelling.undo_depth,
             "collector": self.collector_counters() if self.collector_counters else None,
             "live": self.frames is not None,
+            "burst": running.id if (running := self.bursts.running()) else None,
         }
 
     def inbox(self, limit: int) -> dict[str, Any]:
@@ -182,9 +198,9 @@ class DatasetApi:
         return json_reply(self.counts())
 
     def _capture(self, document: dict[str, Any]) -> Reply:
-        """Frames straight into a class, reported as JSON lines while they are kept (a burst takes time)."""
+        """Start frames straight into a class: 202 with the job to poll (a burst takes time)."""
         label = _string(document, "label")
-        count = _number(document, "count", 1, 1, MAX_BURST)
+        count = int(_number(document, "count", 1, 1, MAX_BURST))
         interval_s = _number(document, "interval_s", 0.5, 0.0, 3600.0)
         frames = self.frames
         if frames is None:
@@ -192,27 +208,34 @@ class DatasetApi:
         problem = class_problem(label)
         if problem:
             raise ApiError(HTTPStatus.BAD_REQUEST, problem)
-        if not self._burst.acquire(blocking=False):
-            raise ApiError(HTTPStatus.CONFLICT, "a burst is running; wait for it to end")
 
-        def write(out: BufferedIOBase) -> None:
-            def line(document: dict[str, Any]) -> None:
-                out.write(json.dumps(document, separators=(",", ":")).encode() + b"\n")
-                out.flush()
+        def work(job: BurstJob) -> None:
+            def next_frame(index: int, timeout: float) -> LiveFrame | None:
+                """The next new frame; None as soon as the job is stopped (the daemon may be stopping)."""
+                deadline = time.monotonic() + timeout
+                while not job.stop.is_set() and (left := deadline - time.monotonic()) > 0:
+                    frame = frames.wait_newer(index, min(left, 0.25))
+                    if frame is not None:
+                        return frame
+                return None
 
-            def report(kept: Kept) -> None:
-                line({"number": kept.number, "sha256": kept.sha256, "new": kept.new})
+            burst(
+                next_frame, self.labelling, label, count, interval_s, quality=self.jpeg_quality,
+                timeout_s=FRAME_WAIT_S, stop=job.stop, on_kept=job.on_kept, undoable=count == 1,
+            )  # fmt: skip
 
-            try:
-                kept = burst(
-                    frames.wait_newer, self.labelling, label, int(count), interval_s,
-                    quality=self.jpeg_quality, on_kept=report, undoable=count == 1,
-                )  # fmt: skip
-                line({"done": True, "label": label, "kept": len(kept), "new": sum(k.new for k in kept)})
-            finally:
-                self._burst.release()
+        job = self.bursts.start(BurstJob(label, count, interval_s), work)
+        if job is None:
+            running = self.bursts.running()
+            which = f" ({PREFIX}/capture/{running.id})" if running else ""
+            raise ApiError(HTTPStatus.CONFLICT, f"a burst is running{which}; wait for it to end or stop it")
+        return json_reply(job.to_json(), HTTPStatus.ACCEPTED, (("Location", f"{PREFIX}/capture/{job.id}"),))
 
-        return Reply(HTTPStatus.OK, content_type="application/x-ndjson", stream=write)
+    def _job(self, job_id: str) -> BurstJob:
+        job = self.bursts.get(job_id)
+        if job is None:
+            raise ApiError(HTTPStatus.NOT_FOUND, f"no burst {job_id} (only the last few are kept)")
+        return job
 
     def _export(self, have: frozenset[str]) -> Reply:
         return Reply(HTTPStatus.OK, content_type="application/x-tar", stream=lambda out: self._write_export(out, have))

@@ -1,19 +1,20 @@
 """The teach loop's commands: ``edgesight collect`` and ``dataset-export`` (device), ``pull-data`` (workstation)."""
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import shutil
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edge.collect import REMOTE_CONFIG, REMOTE_EDGESIGHT
 from edge.collect.burst import Kept
-from edge.collect.client import local_daemon, post
 from edge.collect.dataset import Dataset, class_problem
-from edge.collect.pull import REMOTE_CONFIG, REMOTE_EDGESIGHT, fetch, local_hashes, merge, read_have
 from edge.config import load_config, state_dir
 from edge.console import HelpFormatter, add_logging_flags, write_json_line
 from edge.errors import EXIT_NO_INPUT, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, EdgesightError
@@ -21,8 +22,12 @@ from edge.publish.secrets import read_secret
 
 log = logging.getLogger("edgesight")
 
+CAPTURE = "/api/dataset/capture"
+
 
 def pull_data(args: argparse.Namespace) -> int:
+    from edge.collect.pull import fetch, local_hashes, merge  # urllib, http.client, ssl: not for `edgesight run`
+
     into: Path = args.into
     have = local_hashes(into)
     if args.print_have:
@@ -58,6 +63,9 @@ def dataset_export(args: argparse.Namespace) -> int:
     """On the device: the daemon's export through its HTTP API (token from the config), or from the disk
     when the daemon serves no HTTP, does not answer, or wants a token this command cannot read (a systemd
     credential)."""
+    from edge.collect.client import local_daemon
+    from edge.collect.pull import fetch, read_have
+
     config = load_config(args.config)
     have = frozenset() if sys.stdin.isatty() else read_have(sys.stdin.buffer)
     out = sys.stdout.buffer
@@ -77,6 +85,8 @@ def dataset_export(args: argparse.Namespace) -> int:
 
 
 def collect(args: argparse.Namespace) -> int:
+    from edge.collect.client import local_daemon
+
     if args.label is None:
         from edge.cli import run_daemon
 
@@ -88,28 +98,59 @@ def collect(args: argparse.Namespace) -> int:
     daemon = local_daemon(config)
     if daemon is not None:
         try:
-            return burst_via_daemon(*daemon, args.label, args.count, args.interval)
+            job = start_burst(*daemon, args.label, args.count, args.interval)
         except EdgesightError as e:
             if e.exit_code != EXIT_UNAVAILABLE:
                 raise
             log.info("%s; capturing from %s here", e, config.source.uri)
+        else:
+            return follow_burst(*daemon, job)
     from edge.collect.standalone import burst_here
 
     kept = burst_here(config, args.label, args.count, args.interval, lambda k: report(k, args.label, args.count))
     return _summary(args.label, args.count, len(kept), sum(k.new for k in kept))
 
 
-def burst_via_daemon(url: str, token: str | None, label: str, count: int, interval_s: float) -> int:
-    """The running daemon holds the camera: it keeps the frames, this command reports them."""
+def start_burst(url: str, token: str | None, label: str, count: int, interval_s: float) -> dict[str, Any]:
+    """The running daemon holds the camera: ask it for the burst, which it runs as a job of its own."""
+    from edge.collect.client import post
+
     document = {"label": label, "count": count, "interval_s": interval_s}
-    log.info("the daemon at %s captures %d frame(s) into %s", url, count, label)
-    with post(url, "/api/dataset/capture", document, token, timeout_s=interval_s + 30) as stream:
-        for line in stream:
-            answer = json.loads(line)
-            if answer.get("done"):
-                return _summary(label, count, answer["kept"], answer["new"])
-            report(Kept(answer["number"], answer["sha256"], answer["new"]), label, count)
-    raise EdgesightError(f"{url}: the burst ended without its summary; see the daemon's log", EXIT_UNAVAILABLE)
+    with post(url, CAPTURE, document, token, timeout_s=30) as answer:
+        try:
+            job: dict[str, Any] = json.load(answer)
+        except (ValueError, OSError) as e:
+            raise EdgesightError(f"{url}{CAPTURE}: the answer is not JSON ({e})", EXIT_UNAVAILABLE) from e
+    log.info("the daemon at %s captures %d frame(s) into %s (burst %s)", url, count, label, job["id"])
+    return job
+
+
+def follow_burst(url: str, token: str | None, job: dict[str, Any]) -> int:
+    """Poll the daemon's burst, reporting each frame it keeps, until it ends; Ctrl-C stops it there too."""
+    from edge.collect.client import get_json, post
+
+    path, label, count = f"{CAPTURE}/{job['id']}", job["label"], job["count"]
+    period = min(1.0, max(0.1, job["interval_s"]))
+    reported = 0
+    try:
+        while True:
+            for frame in job["frames"]:
+                report(Kept(frame["number"], frame["sha256"], frame["new"]), label, count)
+                reported = max(reported, frame["number"])
+            if job["done"]:
+                break
+            time.sleep(period)  # a remote job: nothing to wait on but its next answer
+            job = get_json(url, f"{path}?after={reported}", token, timeout_s=30)
+    except KeyboardInterrupt:  # the person stops the burst: on the daemon too, saying what was kept
+        with contextlib.suppress(EdgesightError, ValueError), post(url, f"{path}/stop", {}, token, 5) as answer:
+            stopped = json.load(answer)
+            kept, new = stopped["kept"], stopped["new"]
+            print(f"{label}: stopped after {kept} of {count} frame(s), {new} new", file=sys.stderr)
+        raise
+    if job["state"] == "failed":
+        raise EdgesightError(f"{url}: the burst into {label} failed: {job['error']}", EXIT_UNAVAILABLE)
+    why = "the burst was stopped on the daemon" if job["state"] == "stopped" else None
+    return _summary(label, count, job["kept"], job["new"], why)
 
 
 def report(kept: Kept, label: str, count: int) -> None:
@@ -117,10 +158,11 @@ def report(kept: Kept, label: str, count: int) -> None:
     log.info("%s: %d/%d", label, kept.number, count)
 
 
-def _summary(label: str, count: int, kept: int, new: int) -> int:
+def _summary(label: str, count: int, kept: int, new: int, why: str | None = None) -> int:
     print(f"{label}: {kept} of {count} frame(s) kept, {new} new", file=sys.stderr)
     if kept < count:
-        raise EdgesightError(f"the source stopped delivering frames after {kept} of {count}", EXIT_UNAVAILABLE)
+        why = why or "the source stopped delivering frames"
+        raise EdgesightError(f"{why} after {kept} of {count}", EXIT_UNAVAILABLE)
     return EXIT_OK
 
 

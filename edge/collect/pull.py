@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from edge.collect import REMOTE_CONFIG, REMOTE_EDGESIGHT
 from edge.collect.client import post
 from edge.collect.dataset import IMAGE_NAME, INDEX, PROVENANCE, class_problem, now_iso
 from edge.collect.durable import append_line, fsync_folder, remove_temp_files, write_atomic
@@ -33,8 +34,6 @@ log = logging.getLogger(__name__)
 
 PROGRESS_EVERY = 200  # images between progress lines
 MAX_MEMBER_BYTES = 64_000_000  # larger tar members are refused, not read into memory
-REMOTE_EDGESIGHT = "/opt/edgesight/venv/bin/edgesight"
-REMOTE_CONFIG = "/etc/edgesight/edgesight.toml"
 
 
 @dataclass(frozen=True)

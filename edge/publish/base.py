@@ -144,6 +144,16 @@ class Sink:
                     return None
                 self._cond.wait(wait)
 
+    def _take_all(self) -> list[Any]:
+        """Everything queued once there is something (``_take``'s waiting); empty when finished or woken."""
+        first = self._take()
+        if first is None:
+            return []
+        with self._cond:
+            items = [first, *self._queue]
+            self._queue.clear()
+        return items
+
     def _requeue(self, item: Any) -> None:
         """Put an item that could not be handed over back at the front, keeping the order."""
         with self._cond:

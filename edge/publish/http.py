@@ -117,6 +117,8 @@ class HttpServer:
             self._server.shutdown()
             self._thread.join(timeout)
         self._server.server_close()
+        if self.dataset is not None:
+            self.dataset.close(timeout)
 
     def snapshot_jpeg(self) -> bytes | None:
         """The latest frame with its top-k drawn on it (none while collecting without a model); encoded once
@@ -248,7 +250,7 @@ def _handler(app: HttpServer) -> type[BaseHTTPRequestHandler]:
                 body = self.rfile.read(size)
             reply: Reply = app.dataset.handle(method, self.path, body)
             if reply.stream is None:
-                return self._send(reply.status, reply.body, reply.content_type)
+                return self._send(reply.status, reply.body, reply.content_type, dict(reply.headers))
             self.send_response(reply.status)  # a stream: its length is where the connection closes
             self.send_header("Content-Type", reply.content_type)
             self.send_header("Cache-Control", "no-store")

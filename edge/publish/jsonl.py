@@ -1,17 +1,24 @@
-"""JSON lines, one per result, to stdout or to a file rotated by size (``log.jsonl`` → ``log.jsonl.1`` …)."""
+"""JSON lines, one per result, to stdout or to a file rotated by size (``log.jsonl`` → ``log.jsonl.1`` …).
+
+Every line is written whole or not at all: a reader that parses the output line by line never sees half
+a result, even when the daemon stops or the disk fills up. Lines are written in batches: at hundreds of
+results a second, one write per several of them.
+"""
 
 import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import IO, BinaryIO
 
 from edge.publish.base import Sink
 from edge.publish.settings import OutputSettings, check
-from edge.result import Result
 
 log = logging.getLogger(__name__)
+
+LINGER_S = 0.01  # after a write the next lines gather this long (a line is at most this late)
 
 
 class JsonlSink(Sink):
@@ -26,26 +33,68 @@ class JsonlSink(Sink):
         self._size = 0
         self._path = None if settings.jsonl == "-" else Path(settings.jsonl)
 
-    def _deliver(self, item: Result) -> None:
-        data = item.encoded + b"\n"
-        if self._path is None:
-            stream = self._stdout or sys.stdout
+    def _work(self) -> None:
+        """Lines written as they come, one write per batch; after a write the next lines gather for
+        ``LINGER_S``, so a fast loop wakes this thread once per few results, not per result."""
+        while True:
+            items = self._take_all()
+            if not items:
+                with self._cond:
+                    if self._finished():
+                        return
+                continue
+            lines = [item.encoded + b"\n" for item in items]
+            written, error = 0, ""
             try:
-                stream.write(data.decode())
-                stream.flush()
-            except BrokenPipeError:
-                if self._stdout is not None:
-                    raise
-                self._reader_gone()
-            return
-        if self._stream is None:
-            self._open()
-        if self._size and self._size + len(data) > self.settings.rotate_bytes:
-            self._rotate()
-        assert self._stream is not None
-        self._stream.write(data)
-        self._stream.flush()
-        self._size += len(data)
+                if self._path is None:
+                    written = self._write_stdout(lines)
+                else:
+                    written, error = self._write_file(lines)
+            except BrokenPipeError as e:
+                if self._path is None and self._stdout is None:
+                    self._reader_gone()
+                error = str(e)
+            except (OSError, ValueError) as e:  # ValueError: e.g. a stream closed under a stuck delivery
+                error = str(e)
+            for n in range(len(lines)):
+                self._count(n < written, error)
+            time.sleep(LINGER_S)
+
+    def _write_stdout(self, lines: list[bytes]) -> int:
+        write_whole(self._stdout or sys.stdout, b"".join(lines))
+        return len(lines)
+
+    def _write_file(self, lines: list[bytes]) -> tuple[int, str]:
+        """Append the lines, one write per run between rotations; return how many were written whole and the
+        error that stopped the rest. A write that fails part-way (a full disk) is cut back to its last whole line."""
+        done = 0
+        while done < len(lines):
+            if self._stream is None:
+                self._open()
+            if self._size and self._size + len(lines[done]) > self.settings.rotate_bytes:
+                self._rotate()
+            end, size = done + 1, self._size + len(lines[done])
+            while end < len(lines) and size + len(lines[end]) <= self.settings.rotate_bytes:
+                size, end = size + len(lines[end]), end + 1
+            assert self._stream is not None
+            chunk = memoryview(b"".join(lines[done:end]))
+            sent = 0
+            try:
+                while sent < len(chunk):
+                    sent += self._stream.write(chunk[sent:]) or 0
+            except OSError as e:
+                whole = 0
+                while done + whole < end and sum(len(line) for line in lines[done : done + whole + 1]) <= sent:
+                    whole += 1
+                self._size += sum(len(line) for line in lines[done : done + whole])
+                try:
+                    os.truncate(self._stream.fileno(), self._size)
+                except OSError as cut:
+                    log.warning("%s: cannot cut a half-written line (%s)", self._path, cut)
+                return done + whole, str(e)
+            self._size += sent
+            done = end
+        return done, ""
 
     def _reader_gone(self) -> None:
         """The reader of stdout went away (`edgesight run | head`): stop the daemon, as SIGPIPE would."""
@@ -55,7 +104,7 @@ class JsonlSink(Sink):
 
     def _open(self) -> None:
         assert self._path is not None
-        self._stream = self._path.open("ab")
+        self._stream = self._path.open("ab", buffering=0)  # each write reaches the file or says how far it got
         self._size = self._stream.tell()
 
     def _rotate(self) -> None:
@@ -78,3 +127,19 @@ class JsonlSink(Sink):
             except OSError as e:
                 log.warning("%s: closing failed: %s", self._path, e)
             self._stream = None
+
+
+def write_whole(stream: IO[str], data: bytes) -> None:
+    """Write all of ``data`` to ``stream``'s file. Over an unbuffered file (``python -u``, systemd's
+    PYTHONUNBUFFERED=1) the text layer drops whatever a short write leaves, as a pipe with a slow reader
+    gives when a signal interrupts a long write; here the rest follows until the line is whole."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):  # io.UnsupportedOperation: a stream without a file (a test's StringIO)
+        stream.write(data.decode())
+        stream.flush()
+        return
+    stream.flush()  # what went through the text layer first
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

@@ -12,7 +12,7 @@ from tests.helpers import ROOT
 
 pytestmark = pytest.mark.slow
 
-MEASUREMENTS = {"pipeline_efficiency", "usual_loop", "preprocessing", "freshness", "footprint", "int8_vs_float"}
+MEASUREMENTS = {"per_frame", "usual_loop", "preprocessing", "freshness", "footprint", "int8_vs_float", "training"}
 
 
 def test_quick_benchmark_writes_results_json_and_markdown(tmp_path: Path) -> None:
@@ -23,12 +23,20 @@ def test_quick_benchmark_writes_results_json_and_markdown(tmp_path: Path) -> Non
     measured = results["measurements"]
     assert set(measured) == MEASUREMENTS
     assert results["threads"] == 2 and results["machine"]["cores"] and results["versions"]["ai-edge-litert"]
-    # Every program measured produced results and exited cleanly.
-    runs = [measured["pipeline_efficiency"]["tiny"]["edgesight"]]
-    runs += [measured["freshness"]["streams"][size]["edgesight"] for size in ("720p", "1080p")]
-    runs += [measured["usual_loop"]["tiny"][program] for program in ("edgesight", "edgesight_linear", "usual")]
-    assert all(run["results"] > 0 and run["exit"] == 0 for run in runs)
-    assert all(row["identical"] for row in measured["preprocessing"].values())
+    # Every program measured used CPU time for its frames (a failed run stops the benchmark).
+    programs = [
+        *measured["per_frame"]["tiny"]["programs"].values(),
+        *measured["usual_loop"]["tiny"]["programs"].values(),
+    ]
+    assert len(programs) == 6 and all(p["cpu_ms"]["median"] > 0 and p["fps"]["median"] > 0 for p in programs)
+    streams = measured["freshness"]["streams"].values()
+    assert all(
+        s["edgesight"]["results"] > 0 and s["edgesight"]["exit"] == 0 and s["usual"]["results"] > 0 for s in streams
+    )
+    assert all(row["v1_equals_usual"] for row in measured["preprocessing"].values())
+    training = measured["training"]["models"]["tiny 16²"]
+    assert training["bare_steps_per_s"]["median"] > 0 and training["fit_cpu_ms_per_step"]["median"] > 0
+    assert results["ratios"] and all(r["median"] > 0 for r in results["ratios"].values())
     markdown = (tmp_path / "results.md").read_text()
     assert "| target | measured | limit | met |" in markdown
     assert results["date"] in markdown

@@ -85,7 +85,6 @@ def test_retrain_from_a_fresh_pi_deploys_then_refuses_a_worse_model(tmp_path, mj
     device = {
         "STATE": str(state),
         "RELOAD": f"kill -HUP {daemon.pid}",
-        "STATUS_URL": url + "/api/status",
         "WAIT_SECONDS": "120",
         "KERAS_HOME": str(keras_home),
         **NO_NETWORK,

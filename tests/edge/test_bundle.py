@@ -11,6 +11,7 @@ from edge.bundle import (
     read_manifest,
 )
 from edge.errors import EXIT_DATA, EXIT_NO_INPUT, EdgesightError
+from edge.preprocess import CONTRACT_VERSION
 from tests.helpers import MODEL, edit_manifest, manifest, written
 
 
@@ -50,6 +51,7 @@ def test_rewriting_a_bundle_replaces_it_whole(tmp_path):
         (lambda d: d.update(scores="odds"), "scores must be one of probabilities, logits, auto"),
         (lambda d: d.update(schema_version=SCHEMA_VERSION + 1), "newer than this edgesight reads"),
         (lambda d: d["golden"][0].pop("label"), "golden[0].label is missing"),
+        (lambda d: d["preprocess"].update(version=3), "preprocess: version must be one of 1, 2 (got 3)"),
     ],
 )
 def test_invalid_manifest_names_the_key(tmp_path, change, message):
@@ -120,3 +122,21 @@ def test_manifest_json_is_not_an_object(tmp_path):
 
 def test_manifest_dict_starts_with_the_schema_version():
     assert next(iter(manifest_to_dict(manifest()))) == "schema_version"
+
+
+def test_a_new_bundle_records_the_current_preprocessing_contract_version(tmp_path):
+    data = json.loads((written(tmp_path) / "manifest.json").read_text())
+    assert data["preprocess"]["version"] == CONTRACT_VERSION and data["schema_version"] == SCHEMA_VERSION == 2
+
+
+def test_a_manifest_from_before_contract_versions_keeps_version_1(tmp_path):
+    """Old bundles resize exactly as they did when they were trained."""
+    bundle = written(tmp_path)
+
+    def schema_1(data: dict) -> None:
+        data.update(schema_version=1)
+        del data["preprocess"]["version"]
+
+    edit_manifest(bundle, schema_1)
+    manifest = read_manifest(bundle)
+    assert manifest.preprocess.version == 1 and manifest.schema_version == 1

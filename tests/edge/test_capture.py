@@ -12,11 +12,14 @@ import numpy as np
 import pytest
 
 from edge.capture import SourceEndedError, open_source
+from edge.capture.mailbox import FrameMailbox
 from edge.capture.opencv import CameraSource
 from edge.capture.picamera import PicameraSource
-from edge.capture.thread import Backoff
+from edge.capture.thread import Backoff, CaptureThread
 from edge.config import SourceConfig
 from edge.errors import EXIT_NO_INPUT, EXIT_UNAVAILABLE, EdgesightError
+from edge.preprocess import halve
+from edge.state import LiveState
 from tests.helpers import CLIP_FRAMES, CLIP_HEIGHT, CLIP_WIDTH, blank_png, drain, take_all, wait_for
 
 
@@ -30,6 +33,18 @@ def test_video_file_delivers_every_frame_in_order_with_timestamps(camera_clip):
     snapshot = state.snapshot()
     assert snapshot.frames_captured == CLIP_FRAMES and snapshot.frames_dropped == 0
     assert snapshot.source_state == "ended"
+
+
+def test_the_capture_thread_halves_each_frame_as_the_models_contract_would(camera_clip):
+    """``halve_to``: the first step of the model's area resize, done in the capture thread: the same pixels."""
+    full = [f.image for f in take_all(drain(open_source(SourceConfig(uri=str(camera_clip))))[0])]
+    source = open_source(SourceConfig(uri=str(camera_clip)))
+    mailbox, state = FrameMailbox(), LiveState()
+    CaptureThread(source, mailbox, state, threading.Event(), Backoff(), halve_to=(32, 32)).start()
+    halved = [f.image for f in take_all(mailbox)]
+    assert len(halved) == len(full) == CLIP_FRAMES
+    assert halved[0].shape[0] < CLIP_HEIGHT
+    assert all(np.array_equal(h, halve(f, 32, 32)) for h, f in zip(halved, full, strict=True))
 
 
 def test_looped_video_file_restarts_at_its_end(camera_clip):

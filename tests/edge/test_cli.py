@@ -92,20 +92,23 @@ def test_endless_source_stops_cleanly_on_signal(digits_dir, digits_bundle, tmp_p
         [str(BIN / "edgesight"), "run", "--config", str(config)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        bufsize=0,  # readline() takes only the first line off the pipe, communicate() reads all the rest
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},  # stdout as systemd's unit sets it up
     )
     try:
         first = process.stdout.readline()  # blocks until the daemon classifies its first frame
         assert json.loads(first)["frame"] == 0
         process.send_signal(signum)
-        stdout, stderr = process.communicate(timeout=30)
+        out, err = process.communicate(timeout=30)
     finally:
         process.kill()
+    stdout, stderr = out.decode(), err.decode()
     assert process.returncode == 0, stderr
     assert f"{signal.Signals(signum).name} received, stopping" in stderr
     assert "Traceback" not in stderr
-    assert all(json.loads(line) for line in stdout.splitlines())  # every line written is complete
+    assert stdout.endswith("\n") or not stdout  # the last line was finished before the daemon exited
+    frames = [json.loads(line)["frame"] for line in [first, *stdout.splitlines()]]  # every line is whole
+    assert frames == sorted(set(frames))  # and in order (stale frames are skipped, never repeated)
 
 
 def test_missing_bundle_is_one_line_error(tmp_path):

@@ -1,7 +1,17 @@
+import cv2
 import numpy as np
 import pytest
 
-from edge.preprocess import PreprocessSpec, normalize, prepare, quantize, quantize_table
+from edge.preprocess import (
+    CONTRACT_VERSION,
+    PreprocessSpec,
+    halve,
+    halving_ahead,
+    normalize,
+    prepare,
+    quantize,
+    quantize_table,
+)
 
 
 def spec(**kw) -> PreprocessSpec:
@@ -90,3 +100,86 @@ def test_problems_name_the_field_and_allowed_values():
     problems = PreprocessSpec(height=8, width=8, color="bgr", resize="stretch").problems()
     assert any("color must be one of rgb, grayscale" in p for p in problems)
     assert any("resize must be one of squash, center_crop, letterbox" in p for p in problems)
+
+
+def opencv_area(frame: np.ndarray, width: int, height: int) -> np.ndarray:
+    return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def halved_2x2(image: np.ndarray) -> np.ndarray:
+    """2x2 averages rounded half up, written out in numpy: the contract, independent of OpenCV's fast path."""
+    h, w = image.shape[0] // 2, image.shape[1] // 2
+    sums = image.reshape(h, 2, w, 2, -1).astype(np.uint16).sum(axis=(1, 3))
+    return ((sums + 2) >> 2).astype(np.uint8).reshape(h, w, *image.shape[2:])
+
+
+@pytest.mark.parametrize("resize", ["squash", "center_crop", "letterbox"])
+def test_contract_version_1_resizes_area_in_one_opencv_call_as_before(sized_frames, resize):
+    frame = sized_frames["1080p"][0]
+    s = spec(height=224, width=224, resize=resize, version=1)
+    if resize == "squash":
+        expected = opencv_area(frame, 224, 224)
+    elif resize == "center_crop":
+        expected = opencv_area(frame[:, 420:1500], 224, 224)
+    else:
+        expected = np.zeros((224, 224, 3), np.uint8)
+        expected[49:175] = opencv_area(frame, 224, 126)
+    assert np.array_equal(prepare(frame, s), cv2.cvtColor(expected, cv2.COLOR_BGR2RGB))
+
+
+def test_contract_version_2_halves_by_2x2_averages_then_takes_the_rest_with_area(sized_frames):
+    frame = sized_frames["1080p"][0]
+    quarter = halved_2x2(halved_2x2(frame))  # 1920x1080 -> 480x270; a third halving would pass 224
+    expected = cv2.cvtColor(opencv_area(quarter, 224, 224), cv2.COLOR_BGR2RGB)
+    assert np.array_equal(prepare(frame, spec(height=224, width=224)), expected)
+    assert spec(height=224, width=224).version == CONTRACT_VERSION == 2
+
+
+@pytest.mark.parametrize(
+    ("frame", "target", "halved"),
+    [
+        ((1080, 1920), (224, 224), (270, 480)),
+        ((480, 640), (224, 224), (240, 320)),
+        ((1080, 1920), (96, 96), (135, 240)),  # 135 is odd: no exact 2x2 averages past it
+        ((563, 1001), (96, 96), (563, 1001)),
+        ((480, 640), (32, 32), (60, 80)),  # 30 rows would not cover 32
+        ((100, 100), (224, 224), (100, 100)),  # upscaling
+    ],
+)
+def test_halving_stops_at_an_odd_side_and_before_a_side_drops_below_the_target(frame, target, halved):
+    assert halve(np.zeros((*frame, 3), np.uint8), target[1], target[0]).shape[:2] == halved
+
+
+@pytest.mark.parametrize("interpolation", ["nearest", "linear", "cubic"])
+def test_contract_version_2_changes_only_area(sized_frames, interpolation):
+    frame = sized_frames["720p"][0]
+    old, new = (spec(height=96, width=96, interpolation=interpolation, version=v) for v in (1, 2))
+    assert np.array_equal(prepare(frame, old), prepare(frame, new))
+
+
+def test_an_unknown_contract_version_names_the_field_and_the_known_ones():
+    assert any("version must be one of 1, 2 (got 3)" in p for p in spec(version=3).problems())
+
+
+@pytest.mark.parametrize("decoded", ["bgr", "grey", "bgra", "odd"])
+@pytest.mark.parametrize(("size", "color"), [(32, "grayscale"), (96, "rgb"), (224, "rgb")])
+def test_halving_where_the_frame_is_decoded_changes_nothing_the_model_is_given(sized_frames, decoded, size, color):
+    """The capture thread may run ``halve`` ahead of ``prepare`` (squash by area): the same pixels result."""
+    frame = sized_frames["1080p" if decoded != "odd" else "odd"][0]
+    frame = {
+        "grey": lambda f: cv2.cvtColor(f, cv2.COLOR_BGR2GRAY),
+        "bgra": lambda f: cv2.cvtColor(f, cv2.COLOR_BGR2BGRA),
+    }.get(decoded, lambda f: f)(frame)
+    s = spec(height=size, width=size, color=color)
+    assert halving_ahead(s) == (size, size)
+    early = halve(frame, *halving_ahead(s))
+    assert early.shape[0] < frame.shape[0] or decoded == "odd"
+    assert np.array_equal(prepare(early, s), prepare(frame, s))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"resize": "center_crop"}, {"resize": "letterbox"}, {"interpolation": "linear"}, {"version": 1}],
+)
+def test_no_halving_ahead_where_it_would_change_the_pixels(changes):
+    assert halving_ahead(spec(height=96, width=96, **changes)) is None

@@ -37,10 +37,16 @@ def test_json_has_the_daemons_keys_in_order_with_rounded_numbers():
         "score": 0.9123,
         "topk": [["cat", 0.9123], ["dog", 0.0877]],
         "latency_ms": 1.235,
-        "frame_age_ms": 4.6,
+        "frame_age_ms": 4.56,
         "state": "cat",
         "state_changed": True,
     }
+
+
+def test_a_frame_is_never_reported_younger_than_the_inference_on_it():
+    # A frame taken the moment it was captured: its age exceeds the latency by microseconds.
+    document = result(latency_ms=0.70712, frame_age_ms=0.70749).to_json()
+    assert document["frame_age_ms"] >= document["latency_ms"]
 
 
 def test_path_and_smoothed_appear_only_when_set():

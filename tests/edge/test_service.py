@@ -65,7 +65,7 @@ def test_video_file_every_frame_classified_with_its_age(digits_bundle, camera_cl
     daemon.finish()
     assert [r["frame"] for r in daemon.results] == list(range(CLIP_FRAMES))
     assert set(daemon.results[0]) == RESULT_KEYS
-    assert all(r["frame_age_ms"] >= r["latency_ms"] for r in daemon.results)
+    assert all(r["frame_age_ms"] >= r["latency_ms"] for r in daemon.results)  # both rounded alike
     final = daemon.final
     assert (final.frames_captured, final.frames_classified, final.frames_dropped) == (CLIP_FRAMES, CLIP_FRAMES, 0)
     assert final.source_state == "ended" and final.model.golden_checked >= 1

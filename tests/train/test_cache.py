@@ -2,11 +2,15 @@
 
 import cv2
 import numpy as np
+import pytest
 
+from edge.bundle import TensorSpec
+from edge.fastprep import make_preparer
 from edge.images import read_image
-from edge.preprocess import PreprocessSpec, prepare
+from edge.preprocess import CONTRACT_VERSION, CONTRACT_VERSIONS, PreprocessSpec, prepare
 from tests.helpers import make_dataset, write_corrupt, write_format_zoo
 from train.cache import prepared
+from train.config import config_from_dict, run_config_from_dict
 from train.data import discover
 
 GREY16 = PreprocessSpec(height=16, width=16, color="rgb")
@@ -82,3 +86,28 @@ def test_a_changed_image_or_contract_makes_a_new_cache_entry(tmp_path):
         other_spec.path.name,
         changed.path.name,
     }
+
+
+@pytest.mark.parametrize("version", CONTRACT_VERSIONS)
+def test_training_cache_and_device_prepare_frames_bit_for_bit_alike(tmp_path, sized_frames, version):
+    """What a model is trained on is what the device feeds it: train.cache vs edge.fastprep, lossless files."""
+    frames = [frame for name in ("480p", "1080p", "odd") for frame in sized_frames[name]]
+    for label in ("a", "b"):
+        (tmp_path / "d" / label).mkdir(parents=True)
+        for i, frame in enumerate(frames):
+            cv2.imwrite(str(tmp_path / "d" / label / f"{i}.png"), frame)
+    dataset = discover(tmp_path / "d", min_per_class=1)
+    for resize in ("squash", "center_crop", "letterbox"):
+        for size, color in ((224, "rgb"), (96, "grayscale")):
+            spec = PreprocessSpec(size, size, color, resize, version=version)
+            cached = prepared(dataset, spec, tmp_path / "cache").pixels
+            device = make_preparer(spec, TensorSpec("int8", (1, size, size, spec.channels), 1.0, -128))
+            for row, example in zip(cached, dataset.examples, strict=True):
+                frame = frames[int(example.path.stem)]
+                assert np.array_equal(device(frame)[0].astype(np.int16) + 128, row), (spec, example.relpath)
+
+
+def test_a_run_written_before_contract_versions_is_read_as_version_1():
+    old = run_config_from_dict({"data": "d", "out": "o"}, "config.json")
+    assert old.preprocess.version == 1
+    assert config_from_dict({"data": "d", "out": "o"}, "flags").preprocess.version == CONTRACT_VERSION

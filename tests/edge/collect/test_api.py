@@ -18,7 +18,7 @@ from edge.collect.sample import Sample
 from edge.publish.http import HttpServer
 from edge.publish.settings import HttpSettings
 from edge.state import LiveState
-from tests.helpers import garage, jpeg
+from tests.helpers import garage, jpeg, wait_for
 
 TOKEN = "s3cret-token"
 
@@ -120,32 +120,87 @@ def test_classes_are_created_and_renamed(served):
     assert status == 200 and json.loads(body)["classes"] == [{"name": "ajar", "count": 0}]
 
 
-def test_a_burst_keeps_one_new_frame_per_interval_reported_line_by_line(served):
-    url, labelling, _, frames = served
+def call_with_headers(url: str, body) -> tuple[int, dict, dict]:
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(request, timeout=20) as response:
+        return response.status, dict(response.headers), json.loads(response.read())
+
+
+def job(url: str, job_id: str, after: int = 0) -> dict:
+    status, _, body = call(url + f"/api/dataset/capture/{job_id}?after={after}")
+    assert status == 200
+    return json.loads(body)
+
+
+@pytest.fixture
+def camera(served):
+    """A camera feeding the live frames every 20 ms, from a thread, until the test ends."""
+    _, _, _, frames = served
     origin = Origin("MJPEG http://127.0.0.1:1/x", (0, 0, 320, 240), "pi-test")
     stop = threading.Event()
 
-    def camera() -> None:
+    def feed() -> None:
         index = 0
         while not stop.is_set():
             frames.publish(LiveFrame(garage("closed", index), 1764061300.0 + index, index, origin, None))
             index += 1
             stop.wait(0.02)
 
-    thread = threading.Thread(target=camera, name="fake-camera-feed")
+    thread = threading.Thread(target=feed, name="fake-camera-feed")
     thread.start()
-    try:
-        status, kind, body = call(url + "/api/dataset/capture", {"label": "closed", "count": 5, "interval_s": 0.05})
-    finally:
-        stop.set()
-        thread.join()
-    lines = [json.loads(line) for line in body.decode().splitlines()]
-    assert status == 200 and kind == "application/x-ndjson"
-    assert [line.get("number") for line in lines[:5]] == [1, 2, 3, 4, 5]
-    assert lines[-1] == {"done": True, "label": "closed", "kept": 5, "new": 5}
+    yield
+    stop.set()
+    thread.join()
+
+
+def test_a_burst_runs_as_a_job_that_reports_each_frame_it_keeps(served, camera):
+    url, labelling, _, _ = served
+    status, headers, started = call_with_headers(
+        url + "/api/dataset/capture", {"label": "closed", "count": 5, "interval_s": 0.05}
+    )
+    assert status == 202 and headers["Location"] == f"/api/dataset/capture/{started['id']}"
+    assert started["state"] == "running" and started["label"] == "closed" and started["count"] == 5
+    ended = wait_for(lambda: (j := job(url, started["id"]))["done"] and j, what="the burst to end")
+    assert ended["state"] == "done" and (ended["kept"], ended["new"], ended["error"]) == (5, 5, None)
+    assert [f["number"] for f in ended["frames"]] == [1, 2, 3, 4, 5]
+    assert [f["number"] for f in job(url, started["id"], after=3)["frames"]] == [4, 5]  # what a poller lacks
+    stored = sorted(p.stem for p in (labelling.dataset.root / "closed").glob("*.jpg"))
+    assert stored == sorted(f["sha256"] for f in ended["frames"])
     assert len(labelling.dataset.images("closed")) == 5 and labelling.undo_depth == 0  # a burst is no undo step
     entries = [e for e in labelling.dataset.provenance() if e["action"] == "label"]
     assert {e["reason"] for e in entries} == {"burst"} and len({e["frame"] for e in entries}) == 5
+
+
+def test_a_long_burst_holds_no_request_and_can_be_stopped(served, camera):
+    url, labelling, _, _ = served
+    status, _, body = call(url + "/api/dataset/capture", {"label": "closed", "count": 1000, "interval_s": 60})
+    assert status == 202  # answered at once, not after 1000 minutes
+    running = json.loads(body)
+    wait_for(lambda: job(url, running["id"])["kept"] == 1, what="the burst's first frame")
+    assert json.loads(call(url + "/api/dataset")[2])["burst"] == running["id"]
+    status, _, body = call(url + "/api/dataset/capture", {"label": "open"})
+    assert status == 409 and running["id"] in json.loads(body)["error"]  # one burst at a time
+    assert call(url + f"/api/dataset/capture/{running['id']}/stop", {})[0] == 200
+    stopped = wait_for(lambda: (j := job(url, running["id"]))["done"] and j, what="the burst to stop")
+    assert (stopped["state"], stopped["kept"]) == ("stopped", 1)
+    assert json.loads(call(url + "/api/dataset")[2])["burst"] is None
+    assert len(labelling.dataset.images("closed")) == 1
+    assert call(url + "/api/dataset/capture/0123456789ab")[0] == 404
+
+
+def test_a_burst_still_running_is_stopped_when_the_daemon_stops(tmp_path):
+    labelling = Labelling(tmp_path / "state", 20_000_000)
+    frames = LatestFrame()
+    frames.publish(LiveFrame(garage("open", 1), 1764061400.0, 1, Origin("camera 0")))
+    api = DatasetApi(labelling, frames)
+    reply = api.handle("POST", "/api/dataset/capture", json.dumps({"label": "open", "count": 3}).encode())
+    assert reply.status == 202
+    running = json.loads(reply.body)
+    wait_for(lambda: json.loads(api.handle("GET", f"/api/dataset/capture/{running['id']}").body)["kept"] == 1,
+             what="the first frame")  # fmt: skip
+    api.close(timeout=5)  # the camera sends nothing more: the burst waits for a frame until it is stopped
+    ended = json.loads(api.handle("GET", f"/api/dataset/capture/{running['id']}").body)
+    assert (ended["state"], ended["kept"]) == ("stopped", 1)
 
 
 def test_capture_now_takes_the_latest_frame_with_its_suggestion(served):
@@ -153,7 +208,9 @@ def test_capture_now_takes_the_latest_frame_with_its_suggestion(served):
     suggestion = Suggestion((("open", 0.7), ("closed", 0.3)), "garage 1")
     frames.publish(LiveFrame(garage("open", 50), 1764061400.0, 50, Origin("camera 0"), suggestion))
     status, _, body = call(url + "/api/dataset/capture", {"label": "open"})
-    assert status == 200 and json.loads(body.splitlines()[-1])["new"] == 1
+    assert status == 202
+    ended = wait_for(lambda: (j := job(url, json.loads(body)["id"]))["done"] and j, what="the capture")
+    assert (ended["state"], ended["new"]) == ("done", 1)
     entry = list(labelling.dataset.provenance())[-1]
     assert entry["reason"] == "capture" and entry["suggested"] == "open" and entry["frame"] == 50
     assert labelling.undo_depth == 1

@@ -123,3 +123,41 @@ def test_a_burst_into_a_reserved_name_is_a_usage_error(tmp_path):
     config.write_text('[source]\nuri = "0"\n')
     result = run_cli("edgesight", "collect", "--config", str(config), "--label", "train")
     assert_one_line_error(result, 64, "--label", "reserved")
+
+
+def test_ctrl_c_on_a_burst_through_the_daemon_stops_it_there(tmp_path, digits_dir):
+    port = free_port()
+    config = tmp_path / "edgesight.toml"
+    config.write_text(
+        f'[source]\nuri = "{digits_dir / "7"}"\nloop = true\nmax_fps = 20\n'
+        f'[collect]\nstate_dir = "state"\ninterval_s = 3600\n[output]\njsonl = ""\n[http]\nport = {port}\n'
+    )
+    url = f"http://127.0.0.1:{port}"
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "collect", "--config", str(config)],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: get(url + "/api/dataset")[1].get("live"), timeout=60, what="the daemon's live frames")
+        burst = subprocess.Popen(
+            [sys.executable, "-m", "edge.cli", "collect", "--config", str(config), "--label", "seven",
+             "--count", "1000", "--interval", "0.2"],
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
+        )  # fmt: skip
+        try:
+            first = json.loads(burst.stdout.readline())  # the daemon kept a frame: the burst runs there
+            assert (first["label"], first["number"]) == ("seven", 1)
+            assert get(url + "/api/dataset")[1]["burst"] is not None
+            burst.send_signal(signal.SIGINT)
+            out, err = burst.communicate(timeout=30)
+        finally:
+            burst.kill()
+        assert burst.returncode == 0 and "seven: stopped after" in err.decode(), err.decode()
+        reported = [first, *(json.loads(line) for line in out.decode().splitlines())]
+        wait_for(lambda: get(url + "/api/dataset")[1]["burst"] is None, what="the burst stopped on the daemon")
+        stored = sorted(p.stem for p in (tmp_path / "state" / "dataset" / "seven").glob("*.jpg"))
+        assert len(stored) < 1000 and set(stored) >= {line["sha256"] for line in reported if line["new"]}
+    finally:
+        daemon.terminate()
+        _, errors = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0 and "Traceback" not in errors
