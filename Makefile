@@ -37,6 +37,10 @@ BENCH_FLAGS ?=
 help.BENCH_FLAGS := flags of the benchmark (--quick: a sliver of it)
 PREFIX ?= /opt/edgesight
 help.PREFIX := on the Pi: where make install puts the virtualenv
+CORAL ?= auto
+help.CORAL := make install: allow the Coral Edge TPU's devices (auto: if one is plugged in; yes; no)
+SOCKET_BIND ?= auto
+help.SOCKET_BIND := make install: listen only on the HTTP port (auto: where systemd enforces it; yes; no)
 WHEELS ?=
 help.WHEELS := a folder of wheels: make wheels fills it, make install installs from it offline
 PLATFORM ?= aarch64
@@ -57,12 +61,12 @@ help.CONFIG := an edgesight.toml make sdcard installs with the bundle (default: 
 # validate the first-boot user-data.
 TEST_DEBS ?= mosquitto chromium cloud-init
 help.TEST_DEBS := Debian packages make test installs (the broker, the browser, cloud-init)
-# The system test's host tools: an arm64 root filesystem built with debootstrap, booted by QEMU.
-VM_DEBS ?= debootstrap qemu-system-arm qemu-user-static binfmt-support qemu-utils e2fsprogs openssh-client
-help.VM_DEBS := Debian packages make system-test installs (debootstrap, QEMU)
+# The system test's host tools (one list, which tests/vm/build-image.sh reads too).
+VM_DEBS ?= $(shell grep -o '^[^\#]*' tests/vm/host-packages.txt)
+help.VM_DEBS := Debian packages make system-test installs (tests/vm/host-packages.txt: debootstrap, QEMU, mtools)
 HELP_VARS := DATA RUN BUNDLE FIT_FLAGS QUANT_FLAGS RETRAIN_FLAGS MARGIN DEMO BENCH_FLAGS PYTEST_FLAGS HOST REMOTE_EDGESIGHT REMOTE_CONFIG \
 	PULL_FLAGS BOOT CONFIG WHEELS PLATFORM \
-	PREFIX PYTHON VENV EXTRAS STAMPS TEST_DEBS VM_DEBS
+	PREFIX CORAL SOCKET_BIND PYTHON VENV EXTRAS STAMPS TEST_DEBS VM_DEBS
 
 BIN := $(VENV)/bin
 comma := ,
@@ -150,7 +154,7 @@ test-debs:
 test: $(STAMP) test-debs ## run the test suite (installs what it needs, Debian packages included)
 	$(BIN)/python -m pytest $(PYTEST_FLAGS)
 
-system-test: $(STAMP) ## install, run, crash, hang, reload, deploy and uninstall in a booted arm64 VM (~12 min; ~18 the first time)
+system-test: $(STAMP) ## install, run, crash, hang, reload, deploy and uninstall in a booted arm64 VM (25-50 min; +25 the first time, to build the image)
 	$(MAKE) --no-print-directory test-debs TEST_DEBS="$(VM_DEBS)"
 	$(BIN)/python -m pytest --vm tests/vm $(PYTEST_FLAGS)
 
@@ -172,8 +176,8 @@ distclean: clean ## also remove the virtualenv
 	rm -rf $(VENV) build
 
 # On the Pi ------------------------------------------------------------------------------------------
-install: ## on the Pi: install the hardened systemd service (sudo make install; WHEELS=dir for offline)
-	$(SUDO) env PREFIX=$(PREFIX) WHEELS=$(WHEELS) bash deploy/install.sh
+install: ## on the Pi: install the hardened systemd service (sudo make install; WHEELS=dir offline; CORAL=yes)
+	$(SUDO) env PREFIX=$(PREFIX) WHEELS=$(WHEELS) CORAL=$(CORAL) SOCKET_BIND=$(SOCKET_BIND) bash deploy/install.sh
 
 uninstall: ## on the Pi: remove the service, its user, config, bundles and virtualenv
 	$(SUDO) env PREFIX=$(PREFIX) bash deploy/uninstall.sh
@@ -203,6 +207,7 @@ wheels: $(STAMP) ## download what `make install` needs on a Pi into WHEELS=dir, 
 	@[ -n "$(WHEELS)" ] || { echo "usage: make wheels WHEELS=build/wheels [PLATFORM=aarch64|armv7l]"; exit 64; }
 	PIP="$(BIN)/python -m pip" bash deploy/wheels.sh $(WHEELS) $(PLATFORM)
 
-sdcard: $(STAMP) ## prepare a freshly flashed card's boot partition BOOT to install BUNDLE on first boot
+sdcard: $(STAMP) ## prepare a freshly flashed card's boot partition BOOT to install BUNDLE on first boot (WHEELS=dir: offline)
 	@[ -n "$(BOOT)" ] || { echo "usage: make sdcard BOOT=/media/$$USER/bootfs BUNDLE=bundles/photos"; exit 64; }
-	$(BIN)/python deploy/sdcard.py --boot $(BOOT) --bundle $(BUNDLE) $(if $(CONFIG),--config $(CONFIG),)
+	$(BIN)/python deploy/sdcard.py --boot $(BOOT) --bundle $(BUNDLE) $(if $(CONFIG),--config $(CONFIG),) \
+	  $(if $(WHEELS),--wheels $(WHEELS),)

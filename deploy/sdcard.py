@@ -1,9 +1,10 @@
 """Prepare a freshly flashed Raspberry Pi OS card so that the Pi installs edgesight on its first boot.
 
-    make sdcard BOOT=/media/$USER/bootfs BUNDLE=bundles/photos [CONFIG=my.toml]
+    make sdcard BOOT=/media/$USER/bootfs BUNDLE=bundles/photos [CONFIG=my.toml] [WHEELS=build/wheels]
 
-Writes ``edgesight/`` onto the boot partition (the source, the bundle, the config and a first-boot
-script) and hooks the script into whichever first-boot mechanism the image uses:
+Writes ``edgesight/`` onto the boot partition (the source, the bundle, the config, the wheels of
+`make wheels` for a Pi without internet, and a first-boot script) and hooks the script into whichever
+first-boot mechanism the image uses:
 
 - images with cloud-init (Raspberry Pi OS from Trixie on, and Imager's "cloud-init" customisation):
   a ``runcmd`` entry in ``user-data``, merged into what Imager wrote there (hostname, users, Wi-Fi);
@@ -35,13 +36,14 @@ card=$(dirname "$(readlink -f "$0")")
 src=/opt/edgesight/src
 mkdir -p "$src"
 tar -xzf "$card/source.tar.gz" -C "$src"
+# The card's config goes first: install.sh keeps it and fits the sandbox to it (the HTTP port).
+if [ -f "$card/edgesight.toml" ]; then install -D -m 0644 "$card/edgesight.toml" /etc/edgesight/edgesight.toml; fi
 WHEELS=$( [ -d "$card/wheels" ] && echo "$card/wheels" || true ) bash "$src/deploy/install.sh"
 version=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["version"])' "$card/bundle/manifest.json")
 rm -rf "/var/lib/edgesight/bundles/$version"
 cp -r "$card/bundle" "/var/lib/edgesight/bundles/$version"
 ln -sfn "$version" /var/lib/edgesight/bundles/current
 chown -R edgesight:edgesight /var/lib/edgesight/bundles
-[ -f "$card/edgesight.toml" ] && install -m 0644 "$card/edgesight.toml" /etc/edgesight/edgesight.toml
 systemctl start edgesight.service
 """
 
@@ -72,7 +74,7 @@ def boot_mount_point(boot: Path) -> str:
     return "/boot" if older else "/boot/firmware"
 
 
-def copy_payload(boot: Path, bundle: Path, config: Path | None) -> Path:
+def copy_payload(boot: Path, bundle: Path, config: Path | None, wheels: Path | None = None) -> Path:
     target = boot / CARD_DIR
     if target.exists():
         shutil.rmtree(target)
@@ -83,6 +85,8 @@ def copy_payload(boot: Path, bundle: Path, config: Path | None) -> Path:
     shutil.copytree(bundle, target / "bundle")
     if config is not None:
         shutil.copy(config, target / "edgesight.toml")
+    if wheels is not None:
+        shutil.copytree(wheels, target / "wheels", ignore=shutil.ignore_patterns(".*"))
     (target / "firstboot.sh").write_text(FIRSTBOOT)
     return target
 
@@ -134,7 +138,7 @@ def hook_firstrun(boot: Path, script: str) -> None:
         cmdline.write_text(f"{line} {FIRSTRUN_ARGS}\n")
 
 
-def prepare_card(boot: Path, bundle: Path, config: Path | None) -> str:
+def prepare_card(boot: Path, bundle: Path, config: Path | None, wheels: Path | None = None) -> str:
     """Write the payload and the first-boot hook; return which mechanism was used."""
     if not boot.is_dir():
         raise CardError(f"{boot}: no such folder; mount the card's boot partition and pass its path as BOOT")
@@ -143,7 +147,9 @@ def prepare_card(boot: Path, bundle: Path, config: Path | None) -> str:
     json.loads((bundle / "manifest.json").read_text())
     if config is not None and not config.is_file():
         raise CardError(f"{config}: no such config file")
-    copy_payload(boot, bundle, config)
+    if wheels is not None and not any(wheels.glob("*.whl")):
+        raise CardError(f"{wheels}: no wheels in it; make them with make wheels WHEELS={wheels}")
+    copy_payload(boot, bundle, config, wheels)
     script = f"{boot_mount_point(boot)}/{CARD_DIR}/firstboot.sh"
     uses_cloud_init = (boot / "user-data").exists() or (boot / "meta-data").exists()
     if uses_cloud_init:
@@ -162,9 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--boot", type=Path, required=True, help="the mounted boot partition of the card")
     parser.add_argument("--bundle", type=Path, required=True, help="bundle to install")
     parser.add_argument("--config", type=Path, help="edgesight.toml to install (default: the commented default)")
+    parser.add_argument("--wheels", type=Path, help="wheels from `make wheels`, for a Pi without internet")
     args = parser.parse_args(argv)
     try:
-        mechanism = prepare_card(args.boot, args.bundle, args.config)
+        mechanism = prepare_card(args.boot, args.bundle, args.config, args.wheels)
     except CardError as e:
         print(f"sdcard: error: {e}", file=sys.stderr)
         return 65

@@ -1,6 +1,7 @@
 """Live sources through OpenCV: V4L2/USB cameras and network streams (RTSP, HTTP MJPEG) via FFmpeg."""
 
 import logging
+import os
 import socket
 import urllib.parse
 from pathlib import Path
@@ -59,13 +60,18 @@ class CameraSource(_Capture):
         self.timeout_ms = int(timeout_s * 1000)
         self.skipped = 0
         self.description = f"camera {device}"
+        self.node = f"/dev/video{device}" if isinstance(device, int) else device
         self._capture: cv2.VideoCapture | None = None
 
     def reachable(self) -> bool:
-        """The device node exists (it vanishes while a USB camera is unplugged)."""
-        return Path(f"/dev/video{self.device}" if isinstance(self.device, int) else self.device).exists()
+        """The device node exists and this user may open it. It vanishes while a USB camera is unplugged,
+        and comes back owned by root until udev hands it to group video a moment later: the camera is
+        back only then, and an attempt in between would leave the next one to the backoff."""
+        return os.access(self.node, os.R_OK | os.W_OK)
 
     def open(self) -> None:
+        if not Path(self.node).exists():
+            raise SourceLostError(f"{self.description} is not there ({self.node} is missing: unplugged?)")
         capture = cv2.VideoCapture(self.device, cv2.CAP_V4L2)
         if not capture.isOpened():
             capture.release()

@@ -6,6 +6,7 @@ Zero 2 W. Bound to 127.0.0.1 by default; with a bearer token every endpoint exce
 ``/api/dataset`` is ``edge.collect.api``'s.
 """
 
+import errno
 import hmac
 import json
 import logging
@@ -85,9 +86,11 @@ class HttpServer:
         try:
             self._server = BoundedHttpServer((settings.host, settings.port), _handler(self))
         except OSError as e:
+            fix = "pick another port or stop what uses it"
+            if e.errno == errno.EPERM:  # the unit's SocketBindAllow=, written for the port configured then
+                fix = "the service may listen only on the port install.sh found in the config: run sudo make install"
             raise EdgesightError(
-                f"[http] host/port: cannot listen on {settings.host}:{settings.port} ({e.strerror});"
-                " pick another port or stop what uses it",
+                f"[http] host/port: cannot listen on {settings.host}:{settings.port} ({e.strerror}); {fix}",
                 EXIT_CONFIG,
             ) from e
         self._thread: threading.Thread | None = None

@@ -123,3 +123,31 @@ def test_not_a_boot_partition_is_a_one_line_error(tmp_path, bundle):
     result = prepare(tmp_path / "absent", bundle)
     assert result.returncode == 65 and "Traceback" not in result.stderr
     assert result.stderr.strip().startswith("sdcard: error:") and "mount the card" in result.stderr
+
+
+def test_wheels_ride_on_the_card_and_the_config_is_in_place_before_install(tmp_path, bundle):
+    boot = boot_partition(tmp_path, cloud_init=True)
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    wheel = "numpy-2.0.0-cp311-cp311-manylinux_2_17_aarch64.whl"
+    (wheels / wheel).write_bytes(b"PK")
+    (wheels / ".complete").touch()
+    config = tmp_path / "my.toml"
+    config.write_text('[source]\nuri = "/dev/video0"\n[model]\npath = "/var/lib/edgesight/bundles/current"\n')
+    args = ["--boot", str(boot), "--bundle", str(bundle), "--config", str(config), "--wheels", str(wheels)]
+    result = subprocess.run([sys.executable, str(ROOT / "deploy" / "sdcard.py"), *args], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    payload = boot / "edgesight"
+    assert sorted(p.name for p in (payload / "wheels").iterdir()) == [wheel]
+    script = (payload / "firstboot.sh").read_text()
+    # install.sh fits the sandbox to the config it finds, so the card's config must be there first.
+    assert script.index("/etc/edgesight/edgesight.toml") < script.index("deploy/install.sh")
+
+
+def test_an_empty_wheels_folder_is_a_one_line_error(tmp_path, bundle):
+    boot = boot_partition(tmp_path, cloud_init=True)
+    (tmp_path / "wheels").mkdir()
+    args = ["--boot", str(boot), "--bundle", str(bundle), "--wheels", str(tmp_path / "wheels")]
+    result = subprocess.run([sys.executable, str(ROOT / "deploy" / "sdcard.py"), *args], capture_output=True, text=True)
+    assert result.returncode == 65 and "Traceback" not in result.stderr
+    assert "no wheels in it; make them with make wheels" in result.stderr

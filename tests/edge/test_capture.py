@@ -13,6 +13,7 @@ import pytest
 
 from edge.capture import SourceEndedError, open_source
 from edge.capture.mailbox import FrameMailbox
+from edge.capture.opencv import CameraSource
 from edge.capture.picamera import PicameraSource
 from edge.capture.thread import Backoff, CaptureThread
 from edge.config import SourceConfig
@@ -199,12 +200,27 @@ def test_a_reachable_source_that_fails_to_open_keeps_its_backoff():
         listener.close()
 
 
+def test_a_camera_node_that_appears_is_tried_at_once_not_after_the_backoff(tmp_path):
+    """A re-plugged camera's node comes back: the next attempt follows within a probe, however long the
+    backoff has grown. The node here is a plain file, which V4L2 refuses to open: the point is when."""
+    node = tmp_path / "video0"
+    _, state, thread, stop = drain(CameraSource(str(node), timeout_s=1), backoff=Backoff(60.0, 60.0))
+    try:
+        wait_for(lambda: "is not there" in state.snapshot().source_error, what="the missing node to be noticed")
+        node.write_bytes(b"")
+        wait_for(lambda: "cannot be opened" in state.snapshot().source_error, timeout=5, what="an attempt at once")
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+
+
 def test_camera_that_does_not_open_is_retried_not_fatal():
     """No /dev/video99 here: the source keeps retrying with backoff until stopped."""
     mailbox, state, thread, stop = drain(open_source(SourceConfig(uri="/dev/video99", timeout_s=1)))
     wait_for(lambda: state.snapshot().reconnects >= 2, what="two retries")
     assert state.snapshot().source_state == "reconnecting"
-    assert "camera /dev/video99 cannot be opened" in state.snapshot().source_error
+    assert "camera /dev/video99 is not there (/dev/video99 is missing: unplugged?)" in state.snapshot().source_error
     stop.set()
     thread.join(10)
     assert not thread.is_alive()

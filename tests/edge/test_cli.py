@@ -303,7 +303,7 @@ def test_check_fails_as_run_would_on_missing_secrets_and_sources_that_do_not_ans
     cases = {
         "mqtt-password": (good, '[mqtt]\nusername = "pi"\npassword_file = "absent"\n', 78, "[mqtt] password_file"),
         "http-token": (good, '[http]\ntoken_file = "absent"\n', 78, "[http] token_file"),
-        "camera": ("/dev/video99", "", 69, "camera /dev/video99 cannot be opened"),
+        "camera": ("/dev/video99", "", 69, "camera /dev/video99 is not there"),
         "mjpeg": (f"http://127.0.0.1:{free_port()}/stream.mjpg", "", 69, "cannot be opened"),
         "rtsp": (f"rtsp://127.0.0.1:{free_port()}/live", "", 69, "cannot be opened"),
         "picamera2": ("picamera2", "", 69, "picamera2 does not import"),

@@ -114,9 +114,19 @@ class FakeV4l2Capture:
 
 
 @pytest.fixture
-def fake_v4l2(monkeypatch):
+def fake_v4l2(monkeypatch, tmp_path):
     monkeypatch.setattr(cv2, "VideoCapture", FakeV4l2Capture)
     monkeypatch.setattr(FakeV4l2Capture, "instances", [])
+    # The fake camera's device node: CameraSource looks for it before opening.
+    node = tmp_path / "video0"
+    node.touch()
+    init = CameraSource.__init__
+
+    def with_node(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.node = str(node)
+
+    monkeypatch.setattr(CameraSource, "__init__", with_node)
     return FakeV4l2Capture
 
 

@@ -9,11 +9,12 @@ set -euo pipefail
 OUT=${1:?usage: build-image.sh OUT_DIR}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 SUITE=bookworm
-# What a Raspberry Pi OS Lite image has that the test uses: systemd, sshd, sudo, python3 with venv, make.
+# What a Raspberry Pi OS Lite image has that the test uses: systemd, sshd, sudo, python3 with venv, make,
+# cloud-init (Raspberry Pi OS's first-boot mechanism from Trixie on; disabled on the kernel command line
+# except in the first-boot test); v4l2-ctl to look at the camera, and a local MQTT broker.
 PACKAGES=(systemd-sysv udev dbus kmod iproute2 procps openssh-server sudo python3 python3-venv make
-  linux-image-arm64)
-HOST_DEBS=(debootstrap qemu-system-arm qemu-user-static binfmt-support qemu-utils e2fsprogs
-  openssh-client)
+  linux-image-arm64 cloud-init v4l-utils mosquitto)
+mapfile -t HOST_DEBS < <(grep -o '^[^#]*' "$(dirname "$0")/host-packages.txt")
 
 say() { printf 'build-image: %s\n' "$*" >&2; }
 [ "$(id -u)" = 0 ] || { say "needs root (debootstrap, chroot)"; exit 77; }
@@ -81,6 +82,30 @@ say "configuring: host name, disk, network (DHCP from qemu), user pi with sudo a
 echo edgesight-vm >"$root/etc/hostname"
 printf '127.0.0.1 localhost\n127.0.1.1 edgesight-vm\n' >"$root/etc/hosts"
 echo '/dev/vda / ext4 rw,relatime 0 1' >"$root/etc/fstab"
+# The card's boot partition (FAT, label bootfs) at /boot/firmware, as Raspberry Pi OS mounts it. Only the
+# first-boot test attaches one, so it is mounted when it appears instead of being waited for at boot.
+mkdir -p "$root/boot/firmware"
+cat >"$root/etc/systemd/system/boot-firmware.mount" <<'UNIT'
+[Unit]
+Description=The card's boot partition
+[Mount]
+What=/dev/disk/by-label/bootfs
+Where=/boot/firmware
+Type=vfat
+[Install]
+WantedBy=dev-disk-by\x2dlabel-bootfs.device
+UNIT
+chroot "$root" systemctl enable boot-firmware.mount 2>/dev/null
+# cloud-init reads its NoCloud seed (user-data, meta-data) from that partition, as on Raspberry Pi OS;
+# the network is the image's own (networkd, DHCP), not cloud-init's; C.UTF-8 needs no locale-gen.
+cat >"$root/etc/cloud/cloud.cfg.d/99-edgesight-vm.cfg" <<'CFG'
+datasource_list: [NoCloud, None]
+datasource:
+  NoCloud:
+    fs_label: bootfs
+network: {config: disabled}
+locale: C.UTF-8
+CFG
 printf '[Match]\nName=en* eth*\n\n[Network]\nDHCP=ipv4\n' >"$root/etc/systemd/network/10-wired.network"
 mkdir -p "$root/etc/systemd/system/multi-user.target.wants"
 ln -sf /lib/systemd/system/systemd-networkd.service \

@@ -4,35 +4,33 @@ The guest is Raspberry Pi OS's base (Debian 12, systemd 252, Python 3.11) with s
 QEMU's emulation of a Cortex-A72. It has no network but an ssh forward on 127.0.0.1, so edgesight is
 installed offline from wheels prepared on the host with `make wheels`, as the README tells. The camera is
 a network MJPEG stream served in the guest, which can hang (SIGSTOP) as a real one does. The tests run in
-order, on one boot: install, start, results, crash, hang, reloads, deploys (make deploy and the Ansible
-playbook), uninstall.
+order, on one boot: install (and the sandbox), start, results, a flood of connections, crash, hang,
+reloads, deploys (make deploy and the Ansible playbook), uninstall. test_firstboot.py boots a second
+machine: the flashed card's first boot, a V4L2 camera, and a Pi Zero 2 W's memory.
 
-    make system-test        # about 18 minutes the first time (the image), 12 after
+    make system-test        # both machines
 """
 
-import hashlib
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import ROOT, bundle_copy, digit_jpegs, wait_for
+from tests.vm.guest import BUNDLES, CACHE, checkout, epoch, exposure, journal, show, wheels
 from tests.vm.vm import Vm, cached_image
 
-pytestmark = pytest.mark.vm
+# Each step waits on its own deadlines; the first one may also build the image (half an hour on a busy machine).
+pytestmark = [pytest.mark.vm, pytest.mark.timeout(3600)]
 
-CACHE = Path(os.environ.get("EDGESIGHT_VM_CACHE", ROOT / "build" / "vm"))
 GUEST_SRC = "/home/pi/edgesight"
-BUNDLES = "/var/lib/edgesight/bundles"
 RESULTS = "/var/log/edgesight/results.jsonl"
-WATCHDOG_S = 20
+WATCHDOG_S = 10  # shorter than a reload's check: the loop classifies on while a reload is prepared
 # The guest's service config: the network camera, JSON lines to a file, HTTP on loopback.
 CONFIG = f"""\
 [source]
@@ -48,28 +46,6 @@ jsonl = "{RESULTS}"
 host = "127.0.0.1"
 port = 8080
 """
-
-
-def wheels() -> Path:
-    """Wheels for aarch64 / Python 3.11, prepared once per set of requirements (setup.cfg)."""
-    key = hashlib.sha256((ROOT / "setup.cfg").read_bytes()).hexdigest()[:16]
-    out = CACHE / f"wheels-aarch64-{key}"
-    if not (out / ".complete").exists():
-        shutil.rmtree(out, ignore_errors=True)
-        env = {**os.environ, "PIP": f"{sys.executable} -m pip"}
-        subprocess.run(["bash", str(ROOT / "deploy" / "wheels.sh"), str(out)], check=True, env=env)
-        (out / ".complete").touch()
-    return out
-
-
-def checkout(target: Path) -> Path:
-    """The project's tracked files, as a Pi user's clone would have them."""
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
-    for name in filter(None, files.decode().split("\0")):
-        if (ROOT / name).is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, target / name)
-    return target
 
 
 @pytest.fixture(scope="module")
@@ -111,17 +87,6 @@ def vm(tmp_path_factory, payload):
         machine.shutdown()
 
 
-def show(vm: Vm, *properties: str) -> dict[str, str]:
-    flags = " ".join(f"-p {p}" for p in properties)
-    out = vm.ssh(f"systemctl show edgesight --timestamp=us+utc {flags}").stdout
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-
-def epoch(timestamp: str) -> float:
-    """systemd's ``--timestamp=us+utc`` form, e.g. ``Sun 2026-11-29 10:39:03.532123 UTC``."""
-    return datetime.strptime(timestamp, "%a %Y-%m-%d %H:%M:%S.%f %Z").replace(tzinfo=UTC).timestamp()
-
-
 def restarted(vm: Vm, before: dict[str, str]) -> dict[str, str] | None:
     """The unit's state once it is active again under another main process."""
     now = show(vm, "MainPID", "NRestarts", "ActiveState")
@@ -140,10 +105,6 @@ def frames(vm: Vm) -> int:
     return status["counters"]["frames"] if status else -1
 
 
-def journal(vm: Vm, since: str = "") -> str:
-    return vm.sudo(f"journalctl -u edgesight --no-pager -o cat {since}", timeout=60).stdout
-
-
 def deploy(vm: Vm, bundle: Path, **env: str) -> subprocess.CompletedProcess:
     """`make deploy HOST=pi@... BUNDLE=...` from the host, through the VM's ssh forward."""
     ssh = shlex.join(vm.ssh_command())
@@ -158,7 +119,8 @@ def install_in_guest(vm: Vm, bundle: Path, version: str) -> None:
 
 
 def test_make_install_offline_from_wheels(vm):
-    result = vm.sudo(f"cd {GUEST_SRC} && make install WHEELS=/home/pi/wheels", timeout=900)
+    # SOCKET_BIND=yes: the drop-in is written although this systemd does not enforce it (see below).
+    result = vm.sudo(f"cd {GUEST_SRC} && make install WHEELS=/home/pi/wheels SOCKET_BIND=yes", timeout=900)
     assert "enabled edgesight.service" in result.stdout
     assert vm.ssh("systemctl is-enabled edgesight").stdout.strip() == "enabled"
     assert "video" in vm.ssh("id -nG edgesight").stdout.split()
@@ -166,9 +128,26 @@ def test_make_install_offline_from_wheels(vm):
     # systemd 252, as on Raspberry Pi OS: the installed unit verifies without a word, and its sandbox rates.
     verify = vm.sudo("systemd-analyze verify /etc/systemd/system/edgesight.service 2>&1")
     assert verify.stdout.strip() == ""
-    security = vm.sudo("systemd-analyze security edgesight.service --no-pager | tail -1").stdout
-    exposure = float(security.split("exposure level for edgesight.service:")[1].split()[0])
-    assert exposure <= 2.0, security
+    assert exposure(vm) <= 1.2
+    # No Coral here: its devices stay out; the address allow-list is installed as a commented example;
+    # listening is limited to the packaged config's HTTP port.
+    dropins = vm.ssh("ls /etc/systemd/system/edgesight.service.d").stdout.split()
+    assert dropins == ["ip-address-allow.conf", "socket-bind.conf"]
+    assert "char-usb_device" not in show(vm, "DeviceAllow")["DeviceAllow"]
+    bind = vm.ssh("grep -v '^#' /etc/systemd/system/edgesight.service.d/socket-bind.conf").stdout.splitlines()
+    assert bind == ["[Service]", "SocketBindDeny=any", "SocketBindAllow=tcp:8080", "SocketBindAllow=udp"]
+
+
+def test_socket_bind_allow_is_not_enforced_by_debian_12s_systemd(vm):
+    """Why install.sh writes SocketBindAllow= only where systemd has its BPF framework: Raspberry Pi OS
+    Bookworm's systemd 252 accepts the directive and ignores it."""
+    assert "-BPF_FRAMEWORK" in vm.ssh("systemctl --version").stdout
+    bind = "import socket; socket.socket().bind(('127.0.0.1', 9000)); print('bound 9000')"
+    result = vm.sudo(
+        "systemd-run --wait --pipe --quiet -p SocketBindDeny=any -p SocketBindAllow=tcp:8080 "
+        f"python3 -c {shlex.quote(bind)}"
+    )
+    assert result.stdout.strip() == "bound 9000"
 
 
 def test_the_unit_is_active_only_once_a_frame_is_classified(vm, payload):
@@ -205,6 +184,35 @@ def test_results_are_published(vm):
     status = guest_json(vm, "/api/status")
     assert status["model"]["version"] == "1.0.0" and status["health"]["ok"] is True
     assert "digits 1.0.0" in vm.ssh("systemctl show edgesight -p StatusText").stdout
+
+
+FLOOD = """\
+import json, socket, subprocess, time, urllib.request
+def tasks():
+    show = ["systemctl", "show", "edgesight", "--value", "-p", "TasksCurrent"]
+    return int(subprocess.run(show, capture_output=True, text=True).stdout)
+def frames():
+    return json.load(urllib.request.urlopen("http://127.0.0.1:8080/api/status", timeout=60))["counters"]["frames"]
+idle, start = tasks(), frames()
+flood = [socket.create_connection(("127.0.0.1", 8080), timeout=30) for _ in range(60)]
+most, deadline = idle, time.monotonic() + 20
+while time.monotonic() < deadline:
+    most = max(most, tasks())
+    time.sleep(0.5)
+for connection in flood:
+    connection.close()
+print(json.dumps({"idle": idle, "most": most, "frames": frames() - start}))
+"""
+
+
+def test_a_flood_of_http_connections_stays_within_tasks_max(vm):
+    """60 idle connections, which would take a thread each without the server's fixed pool: the service
+    keeps classifying, its task count stays put and under the unit's TasksMax=, and the page answers
+    once they go."""
+    counts = json.loads(vm.ssh("python3 -", input=FLOOD, timeout=300).stdout)
+    assert counts["most"] <= int(show(vm, "TasksMax")["TasksMax"]), counts
+    assert counts["most"] - counts["idle"] <= 2 and counts["frames"] > 0, counts
+    assert guest_json(vm, "/api/result")["label"] == "4"
 
 
 def test_kill_9_gets_the_daemon_restarted(vm):

@@ -29,13 +29,26 @@ def cached_image(cache: Path) -> Path:
 
 @dataclass
 class Vm:
-    """One boot of the image, on a throw-away copy-on-write overlay, so the cached image stays clean."""
+    """Boots of the image, on a throw-away copy-on-write overlay, so the cached image stays clean; the
+    overlay lives as long as this object, so a second ``boot()`` is a reboot of the same machine.
+
+    ``disks`` are raw images attached after the root disk (/dev/vdb...); ``forwards`` are guest TCP ports
+    reached from 127.0.0.1 on the host (``host_port(guest)``); ``kernel_args`` are added to the command line.
+    cloud-init is installed in the image but disabled on the command line unless ``cloud_init`` is set.
+    """
 
     image: Path
     workdir: Path
     memory_mb: int = 1024
     port: int = field(default_factory=free_port)
+    disks: tuple[Path, ...] = ()
+    forwards: dict[int, int] = field(default_factory=dict)
+    kernel_args: tuple[str, ...] = ()
+    cloud_init: bool = False
     process: subprocess.Popen | None = None
+
+    def host_port(self, guest_port: int) -> int:
+        return self.forwards.setdefault(guest_port, free_port())
 
     @property
     def key(self) -> Path:
@@ -53,24 +66,37 @@ class Vm:
             "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=10",
         ]  # fmt: skip
 
-    def boot(self, timeout: float = 300) -> None:
+    def boot(self, timeout: float = 300, *, wait_for_ssh: bool = True) -> None:
         overlay = self.workdir / "overlay.qcow2"
         rootfs = self.image / "rootfs.ext4"
-        subprocess.run(
-            ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(rootfs), "-F", "raw", str(overlay)], check=True
-        )
+        if not overlay.exists():
+            subprocess.run(
+                ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(rootfs), "-F", "raw", str(overlay)], check=True
+            )
+        append = ["root=/dev/vda", "rw", "console=ttyAMA0", "systemd.show_status=0", *self.kernel_args]
+        if not self.cloud_init:
+            append.append("cloud-init=disabled")
+        forwards = [f"hostfwd=tcp:127.0.0.1:{self.port}-:22"]
+        forwards += [f"hostfwd=tcp:127.0.0.1:{self.host_port(g)}-:{g}" for g in sorted(self.forwards)]
+        disks = [arg for disk in self.disks for arg in ("-drive", f"file={disk},if=virtio,format=raw")]
         command = [
             "qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72", "-smp", "2", "-m", str(self.memory_mb),
             "-accel", "tcg,thread=multi", "-display", "none", "-monitor", "none",
-            "-serial", f"file:{self.console}",
+            "-chardev", f"file,id=console,path={self.console},append=on", "-serial", "chardev:console",
             "-kernel", str(self.image / "vmlinuz"), "-initrd", str(self.image / "initrd.img"),
-            "-append", "root=/dev/vda rw console=ttyAMA0 systemd.show_status=0",
-            "-drive", f"file={overlay},if=virtio,format=qcow2",
-            "-netdev", f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{self.port}-:22",
+            "-append", " ".join(append),
+            "-drive", f"file={overlay},if=virtio,format=qcow2", *disks,
+            "-netdev", f"user,id=net0,restrict=on,{','.join(forwards)}",
             "-device", "virtio-net-pci,netdev=net0,romfile=",
             "-device", "virtio-rng-pci",
         ]  # fmt: skip
+        with self.console.open("a") as console:
+            console.write(f"\n===== boot: {' '.join(append)}\n")
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if wait_for_ssh:
+            self.wait_for_ssh(timeout)
+
+    def wait_for_ssh(self, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

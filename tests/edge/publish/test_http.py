@@ -1,11 +1,13 @@
 """The HTTP server on 127.0.0.1 with results from the real digits model: health, API, metrics, snapshot,
 classification of uploads, the bearer token, and the page in headless Chromium."""
 
+import errno
 import json
 import logging
 import os
 import shutil
 import socket
+import socketserver
 import struct
 import subprocess
 import threading
@@ -246,6 +248,19 @@ def test_a_port_in_use_is_a_config_error(live):
     with pytest.raises(EdgesightError) as error:
         HttpServer(HttpSettings(port=port), state)
     assert error.value.exit_code == EXIT_CONFIG and f"127.0.0.1:{port}" in str(error.value)
+
+
+def test_a_port_the_sandbox_forbids_names_the_fix(monkeypatch):
+    """Where systemd enforces the unit's SocketBindAllow=, bind() fails with EPERM for any other port."""
+
+    def forbidden(server):
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(socketserver.TCPServer, "server_bind", forbidden)
+    with pytest.raises(EdgesightError) as error:
+        HttpServer(HttpSettings(port=9000), LiveState())
+    assert error.value.exit_code == EXIT_CONFIG
+    assert "127.0.0.1:9000 (Operation not permitted)" in str(error.value) and "sudo make install" in str(error.value)
 
 
 def chromium(*args: str, user_data: str) -> subprocess.CompletedProcess:
