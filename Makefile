@@ -154,7 +154,7 @@ test-debs:
 test: $(STAMP) test-debs ## run the test suite (installs what it needs, Debian packages included)
 	$(BIN)/python -m pytest $(PYTEST_FLAGS)
 
-system-test: $(STAMP) ## install, run, crash, hang, reload, deploy and uninstall in a booted arm64 VM (25-50 min; +25 the first time, to build the image)
+system-test: $(STAMP) ## install, run, crash, hang, reload, deploy and uninstall in a booted arm64 VM (20 min on 2 free cores, image build included; longer when they are shared)
 	$(MAKE) --no-print-directory test-debs TEST_DEBS="$(VM_DEBS)"
 	$(BIN)/python -m pytest --vm tests/vm $(PYTEST_FLAGS)
 
