@@ -5,6 +5,8 @@ a result, even when the daemon stops or the disk fills up. Lines are written in 
 results a second, one write per several of them.
 """
 
+import bisect
+import itertools
 import logging
 import os
 import signal
@@ -77,21 +79,16 @@ class JsonlSink(Sink):
             while end < len(lines) and size + len(lines[end]) <= self.settings.rotate_bytes:
                 size, end = size + len(lines[end]), end + 1
             assert self._stream is not None
-            chunk = memoryview(b"".join(lines[done:end]))
-            sent = 0
-            try:
-                while sent < len(chunk):
-                    sent += self._stream.write(chunk[sent:]) or 0
-            except OSError as e:
-                whole = 0
-                while done + whole < end and sum(len(line) for line in lines[done : done + whole + 1]) <= sent:
-                    whole += 1
-                self._size += sum(len(line) for line in lines[done : done + whole])
+            sent, error = write_fd(self._stream.fileno(), b"".join(lines[done:end]))
+            if error is not None:
+                ends = list(itertools.accumulate(len(line) for line in lines[done:end]))
+                whole = bisect.bisect_right(ends, sent)
+                self._size += ends[whole - 1] if whole else 0
                 try:
                     os.truncate(self._stream.fileno(), self._size)
                 except OSError as cut:
                     log.warning("%s: cannot cut a half-written line (%s)", self._path, cut)
-                return done + whole, str(e)
+                return done + whole, str(error)
             self._size += sent
             done = end
         return done, ""
@@ -140,6 +137,17 @@ def write_whole(stream: IO[str], data: bytes) -> None:
         stream.flush()
         return
     stream.flush()  # what went through the text layer first
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+    _, error = write_fd(fd, data)
+    if error is not None:
+        raise error
+
+
+def write_fd(fd: int, data: bytes) -> tuple[int, OSError | None]:
+    """Write ``data`` to ``fd`` through short writes; how many bytes went out, and the error that stopped the rest."""
+    view, sent = memoryview(data), 0
+    try:
+        while sent < len(view):
+            sent += os.write(fd, view[sent:])
+    except OSError as e:
+        return sent, e
+    return sent, None
