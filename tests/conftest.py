@@ -16,12 +16,12 @@ from tests.helpers import (
     BACKBONE_SIZE,
     BACKBONE_WIDTH,
     CLIP_FPS,
-    ROOT,
     bundle_copy,
     camera_frames,
     colour_backbone,
     free_port,
     read_frames,
+    start_daemon,
     switch,
     write_legacy_backbone,
     write_video,
@@ -149,10 +149,7 @@ def _daemon(tmp_path: Path, digits_bundle: Path, digits_dir: Path, token: str | 
     )
     notify = NotifySocket(tmp_path / "notify")
     env = {**os.environ, "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "3000000"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "run", "--config", str(config)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    process = start_daemon(config, env=env)
     process.notify, process.bundles, process.url = notify, bundles, f"http://127.0.0.1:{port}"
     process.results, process.config, process.token = tmp_path / "results.jsonl", config, token
     yield process

@@ -126,6 +126,14 @@ def status_or_none(url: str, token: str | None = None) -> Any:
         return None
 
 
+def start_daemon(config: Path | str, *flags: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`edgesight run --config CONFIG` as a process of its own; stderr kept for the log, stdout discarded."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "run", "--config", str(config), *flags],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
 def run_cli(*args: str, timeout: float = 120, **kwargs: Any) -> subprocess.CompletedProcess:
     """Run one of the installed console scripts as a user would, capturing its output."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **kwargs.pop("env", {})}

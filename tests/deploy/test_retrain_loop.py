@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import urllib.request
 
 import cv2
@@ -28,6 +27,7 @@ from tests.helpers import (
     free_port,
     jpeg,
     run_cli,
+    start_daemon,
     wait_for,
     write_legacy_backbone,
 )
@@ -76,10 +76,7 @@ def test_retrain_from_a_fresh_pi_deploys_then_refuses_a_worse_model(tmp_path, mj
         f'[collect]\nstate_dir = "{state}"\ninterval_s = 5\n'
         f'[output]\njsonl = "{tmp_path / "results.jsonl"}"\n[http]\nport = {port}\n'
     )
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "run", "--config", str(config)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    daemon = start_daemon(config)
     url = f"http://127.0.0.1:{port}"
     workstation = tmp_path / "workstation" / "driveway"
     device = {

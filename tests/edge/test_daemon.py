@@ -10,7 +10,17 @@ import urllib.request
 
 import pytest
 
-from tests.helpers import ROOT, bundle_copy, digit_jpegs, free_port, get_json, status_or_none, switch, wait_for
+from tests.helpers import (
+    ROOT,
+    bundle_copy,
+    digit_jpegs,
+    free_port,
+    get_json,
+    start_daemon,
+    status_or_none,
+    switch,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -83,10 +93,7 @@ def test_healthz_turns_503_when_the_stream_dies_and_200_when_it_is_back(
         f'[source]\nuri = "{server.url}"\ntimeout_s = 1.0\nreconnect_min_s = 0.1\nreconnect_max_s = 0.5\n'
         f'[model]\npath = "{digits_bundle}"\nthreads = 1\n[output]\njsonl = ""\n[http]\nport = {port}\n'
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "run", "--config", str(config)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    process = start_daemon(config)
     healthz = f"http://127.0.0.1:{port}/healthz"
     try:
         wait_for(lambda: _ok(healthz) and http_status(healthz)[0] == 200, timeout=60, what="healthy")

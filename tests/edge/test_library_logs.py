@@ -3,14 +3,12 @@
 
 import os
 import re
-import subprocess
-import sys
 import threading
 
 import pytest
 
 from edge import library_logs
-from tests.helpers import ROOT, free_port, run_cli, wait_for
+from tests.helpers import free_port, run_cli, start_daemon, wait_for
 
 # Everything our commands write to stderr: log records and the one-line error.
 OURS = re.compile(r"^(\d{4}-\d\d-\d\d [\d:,]+ (DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.]+: |[\w.-]+: error: )")
@@ -51,10 +49,7 @@ def test_a_daemon_retrying_a_dead_stream_prints_only_its_own_lines_unless_debugg
         "reconnect_min_s = 0.05\nreconnect_max_s = 0.2\n"
         f'[model]\npath = "{digits_bundle}"\nthreads = 1\n[output]\njsonl = ""\n[http]\nport = {free_port()}\n'
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "run", "--config", str(config), "--log-level", level],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    process = start_daemon(config, "--log-level", level)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(process.stderr), name="stderr", daemon=True)
     reader.start()

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import ROOT, assert_one_line_error, bundle_copy, free_port, run_cli, switch, wait_for
+from tests.helpers import assert_one_line_error, bundle_copy, free_port, run_cli, start_daemon, switch, wait_for
 from tests.parts import NotifySocket
 
 pytestmark = pytest.mark.slow
@@ -44,10 +44,7 @@ def test_a_fresh_pi_collects_until_its_first_bundle_is_deployed_and_reloaded(tmp
     )
     notify = NotifySocket(tmp_path / "notify")
     env = {**os.environ, "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "3000000"}
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "run", "--config", str(config)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    daemon = start_daemon(config, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: "READY=1" in notify.fields(), timeout=60, what="READY while collecting")

@@ -5,7 +5,6 @@ import json
 import logging
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import replace
 
@@ -20,7 +19,7 @@ from edge.publish.settings import MqttSettings
 from edge.result import Result
 from edge.smoothing import ResultFilter
 from edge.state import LiveState, ModelInfo
-from tests.helpers import DEADLINE_S, ROOT, free_port, get_json, render_template, wait_for
+from tests.helpers import DEADLINE_S, free_port, get_json, render_template, start_daemon, wait_for
 
 pytestmark = pytest.mark.system
 
@@ -251,13 +250,6 @@ def daemon_config(tmp_path, port: int, bundle, images, http_port: int = 0, **mqt
         f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\ndevice_id = "{DEVICE}"\nkeepalive = 5\n{options}'
     )
     return str(config)
-
-
-def start_daemon(config: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "run", "--config", config],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
 
 
 @pytest.mark.slow
