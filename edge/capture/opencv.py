@@ -96,12 +96,11 @@ class CameraSource(_Capture):
 
     def _size_near(self, capture: cv2.VideoCapture, cover: tuple[int, int]) -> None:
         """The smallest halving of the default size that covers ``cover`` and that the camera gives exactly."""
-        width, height = _size(capture)
+        default = width, height = _size(capture)
         halvings = []
         while width % 2 == 0 and height % 2 == 0 and width // 2 >= cover[0] and height // 2 >= cover[1]:
             width, height = width // 2, height // 2
             halvings.append((width, height))
-        default = _size(capture)
         for size in reversed(halvings):
             capture.set(cv2.CAP_PROP_FRAME_WIDTH, size[0])
             capture.set(cv2.CAP_PROP_FRAME_HEIGHT, size[1])
